@@ -1,0 +1,47 @@
+"""Argument checks shared across the package: each error names the argument, the expectation and
+what was actually passed, so a learner can fix the call without reading our source."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["check_tensor", "check_positive_int", "check_probability"]
+
+
+def check_tensor(
+    name: str,
+    x: object,
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    min_ndim: int | None = None,
+    floating: bool = False,
+) -> torch.Tensor:
+    """Check that ``x`` is a tensor with the expected rank (and a floating dtype if asked); return it."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else ndim
+        if x.ndim not in allowed:
+            want = " or ".join(str(n) for n in allowed)
+            raise ValueError(f"{name}: expected a {want}-D tensor, got shape {tuple(x.shape)}")
+    if min_ndim is not None and x.ndim < min_ndim:
+        raise ValueError(f"{name}: expected at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Check that ``value`` is a positive ``int`` (not a bool); return it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return value
+
+
+def check_probability(name: str, value: float, *, allow_one: bool = False) -> float:
+    """Check ``0 <= value < 1`` (or ``<= 1`` with ``allow_one``); return it as a float."""
+    hi_ok = value <= 1.0 if allow_one else value < 1.0
+    if not (isinstance(value, (int, float)) and 0.0 <= value and hi_ok):
+        bound = "[0, 1]" if allow_one else "[0, 1)"
+        raise ValueError(f"{name}: expected a number in {bound}, got {value!r}")
+    return float(value)
