@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_tensor", "check_positive_int", "check_probability"]
+__all__ = ["check_positive_int", "check_probability", "check_tensor"]
 
 
 def check_tensor(

@@ -250,8 +250,18 @@ class MultiHeadAttention(nn.Module):
         b, t_k = ctx.shape[0], ctx.shape[1]
 
         mask = attn_mask
-        if mask is not None and mask.dtype != torch.bool:
-            raise TypeError(f"attn_mask: expected a bool mask (True = attend), got dtype {mask.dtype}")
+        if mask is not None:
+            check_tensor("attn_mask", mask)
+            if mask.dtype != torch.bool:
+                raise TypeError(f"attn_mask: expected a bool mask (True = attend), got dtype {mask.dtype}")
+            scores_shape = (b, self.n_heads, x.shape[1], t_k)
+            try:
+                torch.broadcast_shapes(mask.shape, scores_shape)
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"attn_mask: shape {tuple(mask.shape)} does not broadcast to (B, H, T_q, T_k)="
+                    f"{scores_shape}"
+                ) from exc
         if key_mask is not None:
             check_tensor("key_mask", key_mask, ndim=2)
             if key_mask.dtype != torch.bool or tuple(key_mask.shape) != (b, t_k):
@@ -268,6 +278,12 @@ class MultiHeadAttention(nn.Module):
         p = self.dropout if self.training else 0.0
 
         if self.fused and not need_weights:
+            if is_causal and mask is not None:
+                # torch's SDPA documents that attn_mask and is_causal must not both be set (its math
+                # backend raises): fold the (top-left aligned) causal mask into the boolean mask.
+                t_q = x.shape[1]
+                mask = mask & torch.ones(t_q, t_k, dtype=torch.bool, device=mask.device).tril()
+                is_causal = False
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)
             weights = None
         else:

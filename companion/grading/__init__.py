@@ -1,0 +1,27 @@
+"""Exercise grader (DESIGN §5): one mechanism for the notebook, the command line and CI.
+
+In a notebook::
+
+    from companion.grading import grade
+    grade("attention.sdpa", my_sdpa)
+
+On the command line::
+
+    python -m companion.grading list
+    python -m companion.grading check attention.sdpa my_solutions.py   # exit code 0 / 1
+"""
+
+from companion.grading.registry import Check, Exercise, all_exercises, get_exercise, register
+from companion.grading.report import CheckResult, GradeReport, grade, run_checks
+
+__all__ = [
+    "Check",
+    "CheckResult",
+    "Exercise",
+    "GradeReport",
+    "all_exercises",
+    "get_exercise",
+    "grade",
+    "register",
+    "run_checks",
+]

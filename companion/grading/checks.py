@@ -1,0 +1,65 @@
+"""Assertion helpers for writing checks: every failure says what was expected and what came back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+__all__ = ["expect", "expect_close", "expect_raises", "expect_tensor"]
+
+
+def expect(condition: bool, message: str) -> None:
+    """Fail the check with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise AssertionError(message)
+
+
+def expect_tensor(
+    value: Any, what: str, *, shape: tuple[int, ...] | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Check that ``value`` is a tensor (of the given shape and dtype) and return it."""
+    expect(isinstance(value, torch.Tensor), f"{what}: expected a torch.Tensor, got {type(value).__name__}")
+    if shape is not None:
+        expect(
+            tuple(value.shape) == tuple(shape),
+            f"{what}: expected shape {tuple(shape)}, got {tuple(value.shape)}",
+        )
+    if dtype is not None:
+        expect(value.dtype == dtype, f"{what}: expected dtype {dtype}, got {value.dtype}")
+    return value
+
+
+def expect_close(actual: Any, expected: torch.Tensor, what: str, *, atol: float, rtol: float = 0.0) -> None:
+    """Check ``|actual - expected| <= atol + rtol·|expected|`` element-wise, with a helpful message."""
+    expect_tensor(actual, what, shape=tuple(expected.shape))
+    actual = actual.detach().to(expected.dtype)
+    expected = expected.detach()
+    if not torch.isfinite(actual).all():
+        bad = (~torch.isfinite(actual)).sum().item()
+        raise AssertionError(f"{what}: {bad} non-finite value(s) (NaN or inf) in the output")
+    diff = (actual - expected).abs()
+    tol = atol + rtol * expected.abs()
+    if not bool((diff <= tol).all()):
+        idx = tuple(int(i) for i in torch.nonzero(diff > tol)[0])
+        raise AssertionError(
+            f"{what}: max |difference| {diff.max().item():.3g} exceeds tolerance "
+            f"(atol={atol:g}, rtol={rtol:g}); first mismatch at index {idx}: "
+            f"expected {expected[idx].item():.6g}, got {actual[idx].item():.6g}"
+        )
+
+
+def expect_raises(exc_type: type[BaseException], fn: Callable[[], Any], what: str) -> None:
+    """Check that calling ``fn()`` raises ``exc_type`` (``NotImplementedError`` propagates untouched)."""
+    try:
+        fn()
+    except NotImplementedError:
+        raise
+    except exc_type:
+        return
+    except Exception as exc:
+        raise AssertionError(
+            f"{what}: expected {exc_type.__name__}, got {type(exc).__name__}: {exc}"
+        ) from None
+    raise AssertionError(f"{what}: expected {exc_type.__name__}, but nothing was raised")

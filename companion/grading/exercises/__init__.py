@@ -1,0 +1,1 @@
+"""Exercise definitions, one module per chapter (imported automatically by the registry)."""

@@ -1,0 +1,141 @@
+"""Proof that the grader works (DESIGN §5): for every exercise the reference passes every check, every
+mutant (a plausible wrong answer) fails at least one, and an unfilled stub reports "not attempted"."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from companion.grading import all_exercises, get_exercise, grade, run_checks
+
+EXERCISES = all_exercises()
+IDS = [e.id for e in EXERCISES]
+
+
+def _mutants(exercise_id: str) -> list[tuple]:
+    chapter = exercise_id.split(".")[0].replace("-", "_")
+    module = importlib.import_module(f"tests.mutants.{chapter}")
+    return [m if isinstance(m, tuple) else (m,) for m in module.MUTANTS.get(exercise_id, [])]
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError
+
+
+def test_registry_is_not_empty():
+    assert len(EXERCISES) >= 6
+    assert all(len(e.checks) >= 3 for e in EXERCISES), {e.id: len(e.checks) for e in EXERCISES}
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_reference_passes_every_check(exercise_id):
+    ex = get_exercise(exercise_id)
+    report = run_checks(ex, *ex.references)
+    assert report.ok, str(report)
+    assert report.passed == len(ex.checks)
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_at_least_three_mutants_each_fail(exercise_id):
+    mutants = _mutants(exercise_id)
+    assert len(mutants) >= 3, f"{exercise_id} has {len(mutants)} mutants; at least 3 are required"
+    ex = get_exercise(exercise_id)
+    for mutant in mutants:
+        report = run_checks(ex, *mutant)
+        assert report.attempted
+        assert not report.ok, f"mutant {[m.__name__ for m in mutant]} passed every check of {exercise_id}"
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_stub_reports_not_attempted(exercise_id):
+    ex = get_exercise(exercise_id)
+    report = run_checks(ex, *([_stub] * len(ex.names)))
+    assert not report.attempted and not report.ok
+    assert "not attempted" in str(report)
+
+
+def test_report_is_deterministic_and_leaves_global_rng_alone():
+    import torch
+
+    from tests.mutants.attention import sdpa_no_scaling
+
+    _ = torch.manual_seed(123)
+    before = torch.rand(1)
+    _ = torch.manual_seed(123)
+    first = str(grade("attention.sdpa", sdpa_no_scaling))
+    after = torch.rand(1)
+    assert torch.equal(before, after), "grading consumed the learner's random stream"
+    assert first == str(grade("attention.sdpa", sdpa_no_scaling))
+    assert "✗" in first and "expected" in first
+
+
+def test_report_text_for_a_passing_solution():
+    from companion.nn.masks import combine, padding
+
+    text = str(grade("attention.padding-mask", padding, combine))
+    n = len(get_exercise("attention.padding-mask").checks)
+    assert text.splitlines()[0].endswith(f"{n}/{n} checks passed (all checks passed ✓)")
+
+
+def test_wrong_number_of_candidates_is_a_clear_error():
+    with pytest.raises(TypeError, match="expected 2 candidate"):
+        grade("attention.padding-mask", _stub)
+
+
+def test_unknown_exercise_suggests_close_ids():
+    with pytest.raises(KeyError, match=r"did you mean attention\.sdpa"):
+        grade("attention.spda", _stub)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "companion.grading", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_list_and_show():
+    out = _cli("list")
+    assert out.returncode == 0
+    for exercise_id in IDS:
+        assert exercise_id in out.stdout
+    show = _cli("show", "attention.sdpa")
+    assert show.returncode == 0 and "def sdpa(" in show.stdout
+
+
+def test_cli_check_exit_codes(tmp_path: Path):
+    good = tmp_path / "good.py"
+    good.write_text(
+        textwrap.dedent(
+            """
+            from companion.nn.attention import scaled_dot_product_attention
+
+            def sdpa(q, k, v, mask=None, is_causal=False):
+                return scaled_dot_product_attention(q, k, v, mask=mask, is_causal=is_causal)
+            """
+        )
+    )
+    bad = tmp_path / "bad.py"
+    bad.write_text("from tests.mutants.attention import sdpa_no_scaling as sdpa\n")
+    missing = tmp_path / "missing.py"
+    missing.write_text("x = 1\n")
+    ok = _cli("check", "attention.sdpa", str(good))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "checks passed (all checks passed ✓)" in ok.stdout
+    fail = subprocess.run(
+        [sys.executable, "-m", "companion.grading", "check", "attention.sdpa", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert fail.returncode == 1, fail.stdout + fail.stderr
+    assert "✗" in fail.stdout
+    absent = _cli("check", "attention.sdpa", str(missing))
+    assert absent.returncode == 2 and "does not define sdpa" in absent.stderr
+    unknown = _cli("check", "attention.nope", str(good))
+    assert unknown.returncode == 2
