@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from companion._validate import check_positive_int, check_probability, check_tensor
+from companion.nn.masks import causal
 
 __all__ = [
     "CrossAttention",
@@ -60,8 +61,7 @@ def _blocked_positions(
     if mask is not None and mask.dtype == torch.bool:
         blocked = ~mask
     if is_causal:
-        t_q, t_k = scores.shape[-2:]
-        future = torch.ones(t_q, t_k, dtype=torch.bool, device=scores.device).triu(1)
+        future = ~causal(*scores.shape[-2:], device=scores.device)
         blocked = future if blocked is None else blocked | future
     return blocked
 
@@ -281,8 +281,7 @@ class MultiHeadAttention(nn.Module):
             if is_causal and mask is not None:
                 # torch's SDPA documents that attn_mask and is_causal must not both be set (its math
                 # backend raises): fold the (top-left aligned) causal mask into the boolean mask.
-                t_q = x.shape[1]
-                mask = mask & torch.ones(t_q, t_k, dtype=torch.bool, device=mask.device).tril()
+                mask = mask & causal(x.shape[1], t_k, device=mask.device)
                 is_causal = False
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)
             weights = None

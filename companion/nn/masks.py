@@ -64,6 +64,8 @@ def padding(
     """
     check_positive_int("max_len", max_len)
     lengths_t = torch.as_tensor(lengths, device=device)
+    if not isinstance(lengths, torch.Tensor) and lengths_t.numel() == 0:
+        lengths_t = lengths_t.long()  # an empty list becomes float32 in torch; it is a batch of size 0
     if lengths_t.ndim != 1:
         raise ValueError(f"lengths: expected a 1-D sequence of lengths, got shape {tuple(lengths_t.shape)}")
     if lengths_t.dtype.is_floating_point or lengths_t.dtype == torch.bool:
