@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
   else
     echo "chromium is missing: install Debian's 'chromium' package (needs root)" >&2
     exit 1
