@@ -77,7 +77,8 @@ def test_notebook_follows_the_chapter_arc(nb_path):
             )
 
 
-def test_ruff_clean():
-    cmd = [sys.executable, "-m", "ruff", "check", "."]
+@pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]], ids=["lint", "format"])
+def test_ruff_clean(args):
+    cmd = [sys.executable, "-m", "ruff", *args]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-4000:]
