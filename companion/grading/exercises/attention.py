@@ -451,8 +451,8 @@ CROSS = register(
 )
 
 
-def _cross_reference_output(module: nn.Module, x, enc, src_mask) -> torch.Tensor:
-    ref = CrossAttention(x.shape[-1], 2).to(x.dtype)
+def _cross_reference_output(module: nn.Module, n_heads: int, x, enc, src_mask) -> torch.Tensor:
+    ref = CrossAttention(x.shape[-1], n_heads).to(x.dtype)
     ref.load_state_dict({k: v for k, v in module.state_dict().items() if k.split(".")[0].endswith("proj")})
     with torch.no_grad():
         return ref(x, enc, src_mask)[0]
@@ -475,7 +475,7 @@ def _cross_reference(cls):
     src_mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3], dtype=torch.bool)
     with torch.no_grad():
         got = _output(module(x, enc, src_mask))
-    expect_close(got, _cross_reference_output(module, x, enc, src_mask), "output", atol=1e-10)
+    expect_close(got, _cross_reference_output(module, 2, x, enc, src_mask), "output", atol=1e-10)
 
 
 @CROSS.check("encoder values at padding positions have no effect")
