@@ -21,6 +21,12 @@ Usage::
     python benchmarks/gpt_train.py                       # baby (10 rounds) and default (3 rounds) on CPU
     python benchmarks/gpt_train.py --configs baby --rounds 10 --threads 2
     python benchmarks/gpt_train.py --device cuda --configs default --rounds 20
+    python benchmarks/gpt_train.py --device cuda --configs gpt2-small --precision bf16 --compile
+
+On CUDA, ``--precision bf16`` runs every contender's forward pass under ``torch.autocast(bfloat16)``
+and ``--compile`` wraps every model in ``torch.compile``; MFU is then reported against both the
+measured bf16 matmul rate and the vendor's dense bf16 peak when the GPU is one we know (H100/H200 SXM:
+989 TFLOP/s).
 """
 
 from __future__ import annotations
@@ -47,7 +53,11 @@ from companion.train.throughput import matmul_flops_per_second, mfu  # noqa: E40
 CONFIGS = {  # name -> (n_layer, n_head, n_embd, block_size, batch_size)
     "baby": (4, 4, 128, 64, 12),
     "default": (6, 6, 384, 256, 64),
+    "gpt2-small": (12, 12, 768, 1024, 16),  # GPT-2 small's shape (124M parameters), for a GPU
 }
+VOCAB = {"gpt2-small": 50257}  # the others are character-level tiny Shakespeare (65 symbols)
+# Dense bf16 tensor-core peaks from the vendors' data sheets (no sparsity), for the MFU on a GPU.
+VENDOR_BF16_PEAK = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
 
 
 def _sync(device: torch.device) -> None:
@@ -55,12 +65,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _step_fn(model, opt, x, y, *, hf: bool) -> Callable[[], float]:
+def _step_fn(model, opt, x, y, *, hf: bool, autocast: torch.dtype | None = None) -> Callable[[], float]:
     def step() -> float:
-        if hf:
-            loss = model(input_ids=x, labels=x).loss  # Hugging Face shifts the labels inside
-        else:
-            loss = model(x, y)[1]
+        with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+            if hf:
+                loss = model(input_ids=x, labels=x).loss  # Hugging Face shifts the labels inside
+            else:
+                loss = model(x, y)[1]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -70,11 +81,19 @@ def _step_fn(model, opt, x, y, *, hf: bool) -> Callable[[], float]:
     return step
 
 
-def run_config(name: str, rounds: int, device: torch.device, peak: float) -> None:
+def run_config(
+    name: str,
+    rounds: int,
+    device: torch.device,
+    peak: float,
+    *,
+    autocast: torch.dtype | None = None,
+    compile: bool = False,
+) -> None:
     import transformers
 
     n_layer, n_head, n_embd, block, batch = CONFIGS[name]
-    vocab = 65
+    vocab = VOCAB.get(name, 65)
     cfg = GPTConfig(vocab_size=vocab, block_size=block, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
     torch.manual_seed(0)
     hc = transformers.GPT2Config(
@@ -89,17 +108,20 @@ def run_config(name: str, rounds: int, device: torch.device, peak: float) -> Non
     x = torch.randint(0, vocab, (batch, block), generator=gen).to(device)
     y = torch.cat([x[:, 1:], torch.full((batch, 1), -100, device=device)], dim=1)  # HF's shifted labels
 
+    opts = [torch.optim.AdamW(m.parameters(), lr=1e-4, foreach=True) for m in (ours, hf)]
+    opt2 = AdamW(ours2.parameters(), lr=1e-4)
+    run = [torch.compile(m) for m in (ours, ours2, hf)] if compile else [ours, ours2, hf]
     contenders = {
-        "companion": _step_fn(
-            ours, torch.optim.AdamW(ours.parameters(), lr=1e-4, foreach=True), x, y, hf=False
-        ),
-        "companion + companion AdamW": _step_fn(ours2, AdamW(ours2.parameters(), lr=1e-4), x, y, hf=False),
-        "Hugging Face GPT2LMHeadModel": _step_fn(
-            hf, torch.optim.AdamW(hf.parameters(), lr=1e-4, foreach=True), x, y, hf=True
-        ),
+        "companion": _step_fn(run[0], opts[0], x, y, hf=False, autocast=autocast),
+        "companion + companion AdamW": _step_fn(run[1], opt2, x, y, hf=False, autocast=autocast),
+        "Hugging Face GPT2LMHeadModel": _step_fn(run[2], opts[1], x, y, hf=True, autocast=autocast),
     }
-    first = {k: fn() for k, fn in contenders.items()}  # warm-up; also checks the models agree
-    assert abs(first["companion"] - first["Hugging Face GPT2LMHeadModel"]) < 1e-4, first
+    first = {k: fn() for k, fn in contenders.items()}  # warm-up (and compilation)
+    # Identical weights and batch: the first losses agree (loosely under bf16's 8-bit mantissa).
+    tol = 1e-4 if autocast is None else 2e-2
+    assert abs(first["companion"] - first["Hugging Face GPT2LMHeadModel"]) < tol, first
+    for fn in contenders.values():  # a second untimed step: compiled graphs may recompile once
+        fn()
     times: dict[str, list[float]] = {k: [] for k in contenders}
     for _ in range(rounds):
         for k, fn in contenders.items():
@@ -113,9 +135,14 @@ def run_config(name: str, rounds: int, device: torch.device, peak: float) -> Non
     flops = ours.flops_per_token(block)
     # The peak is re-measured after the timed steps and the larger value kept: a busy machine can
     # make one measurement low, which would inflate the MFU.
+    mm_dtype = autocast or torch.float32
     peak = max(
-        peak, matmul_flops_per_second(2048 if device.type == "cuda" else 1024, device=device, repeats=10)
+        peak,
+        matmul_flops_per_second(
+            8192 if device.type == "cuda" else 1024, device=device, dtype=mm_dtype, repeats=10
+        ),
     )
+    vendor = _vendor_peak(device) if autocast == torch.bfloat16 else None
     size = f"{ours.num_parameters():,} parameters, {flops:,} FLOPs/token"
     shape = f"L={n_layer}, H={n_head}, d={n_embd}, T={block}, B={batch}"
     print(f"\n{name}: {shape} ({size}), median of {rounds} rounds")
@@ -125,7 +152,15 @@ def run_config(name: str, rounds: int, device: torch.device, peak: float) -> Non
         rate = tokens / med
         util = mfu(flops, rate, peak)
         speed = f"{med * 1e3:9.1f} ms/step {rate:10,.0f} tokens/s"
-        print(f"  {k:<30} {speed}  MFU {util:6.1%}  × HF {rate / hf_rate:5.2f}")
+        extra = "" if vendor is None else f" (of the data-sheet peak: {mfu(flops, rate, vendor):6.1%})"
+        print(f"  {k:<30} {speed}  MFU {util:6.1%}{extra}  × HF {rate / hf_rate:5.2f}")
+
+
+def _vendor_peak(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    gpu = torch.cuda.get_device_name(device)
+    return next((v for k, v in VENDOR_BF16_PEAK.items() if k in gpu), None)
 
 
 def main() -> None:
@@ -134,16 +169,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="timed steps per contender (default 10 / 3)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="autocast dtype")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every contender")
     args = parser.parse_args()
+    autocast = torch.bfloat16 if args.precision == "bf16" else None
     logging.getLogger("transformers").setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    peak = matmul_flops_per_second(2048 if device.type == "cuda" else 1024, device=device, repeats=10)
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "
-          f"{args.threads} thread(s); measured fp32 matmul peak {peak / 1e9:,.1f} GFLOP/s")  # fmt: skip
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # as every GPU training recipe does
+        torch.backends.cudnn.allow_tf32 = True
+    mm_dtype = autocast or torch.float32
+    n = 8192 if device.type == "cuda" else 1024
+    peak = matmul_flops_per_second(n, device=device, dtype=mm_dtype, repeats=10)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    print(f"torch {torch.__version__}, {where or platform.machine()}, device {device}, "
+          f"{args.threads} thread(s), {args.precision}{', compiled' if args.compile else ''}; "
+          f"measured {str(mm_dtype)[6:]} matmul peak {peak / 1e9:,.1f} GFLOP/s")  # fmt: skip
     for name in args.configs:
         rounds = args.rounds or (10 if name == "baby" else 3)
-        run_config(name, rounds, device, peak)
+        run_config(name, rounds, device, peak, autocast=autocast, compile=args.compile)
 
 
 if __name__ == "__main__":

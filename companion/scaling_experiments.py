@@ -114,6 +114,14 @@ class ScalingGridConfig:
         """The configuration as plain JSON types (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
+    @classmethod
+    def gpu(cls) -> ScalingGridConfig:
+        """The bigger grid for a GPU: the CPU grid's widths and budgets extended (7 widths × 5 budgets),
+        with the same per-run settings, so the 16 shared runs can be compared across devices."""
+        return cls(
+            widths=(32, 48, 64, 96, 128, 192, 256), token_budgets=(51_200, 102_400, 204_800, 409_600, 819_200)
+        )
+
 
 def config_hash(config: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of ``config`` (sorted keys, no spaces): the results' provenance."""

@@ -14,8 +14,8 @@ Usage, from the repository root::
 
     python experiments/scaling_grid.py                  # regenerate the cached results
     python experiments/scaling_grid.py --smoke --out /tmp/smoke.json   # seconds; format only
-    python experiments/scaling_grid.py --device cuda    # the same code on a GPU (bigger grids: edit
-                                                        # ScalingGridConfig, e.g. widths up to 512)
+    python experiments/scaling_grid.py --grid gpu --device cuda   # the bigger 7 × 5 grid on a GPU,
+                                                                  # into results/scaling_grid_gpu.json
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ def smoke_config() -> ScalingGridConfig:
     )
 
 
+GRIDS = {"cpu": ScalingGridConfig, "gpu": ScalingGridConfig.gpu, "smoke": smoke_config}
+OUTPUTS = {"cpu": DEFAULT_OUT, "gpu": DEFAULT_OUT.with_name("scaling_grid_gpu.json")}
+
+
 def run(config: ScalingGridConfig, device: str, threads: int) -> dict:
     """Run the experiment and add a ``provenance`` record (script, versions, device, seconds)."""
     torch.set_num_threads(threads)
@@ -78,14 +82,18 @@ def write_json(result: dict, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON results")
-    parser.add_argument("--smoke", action="store_true", help="tiny configuration: checks the format only")
+    parser.add_argument("--grid", default="cpu", choices=sorted(GRIDS), help="which configuration")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the JSON results")
+    parser.add_argument("--smoke", action="store_true", help="same as --grid smoke: checks the format only")
     parser.add_argument("--device", default="cpu", help="cpu (the cached file), cuda or mps")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
-    config = smoke_config() if args.smoke else ScalingGridConfig()
-    write_json(run(config, args.device, args.threads), args.out)
-    print(f"wrote {args.out}")
+    grid = "smoke" if args.smoke else args.grid
+    out = args.out or OUTPUTS.get(grid)
+    if out is None:
+        parser.error("--out is required for the smoke grid")
+    write_json(run(GRIDS[grid](), args.device, args.threads), out)
+    print(f"wrote {out}")
     return 0
 
 

@@ -10,7 +10,8 @@ Examples::
 
 ``--key=value`` sets a field of the model's :class:`~companion.models.gpt.GPTConfig` or of the run's
 :class:`~companion.train.trainer.TrainConfig` (nanoGPT's style). A checkpoint is written atomically to
-``--out_dir`` at every evaluation; ``--results FILE.json`` records the configuration, the losses, the
+``--out_dir`` at every evaluation (``ckpt.pt``, for ``--resume``), and copied to ``best.pt`` whenever
+the validation loss is the lowest so far; ``--results FILE.json`` records the configuration, the losses, the
 wall time and samples for the book.
 """
 
@@ -20,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
               f"world size {world}")  # fmt: skip
 
     samples: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
     start = time.perf_counter()
     interval = train_cfg.eval_interval or train_cfg.max_iters
     while trainer.step < train_cfg.max_iters:
@@ -146,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
             nan = float("nan")
             print(f"step {trainer.step}: train {ev.get('train', nan):.4f}, val {ev.get('val', nan):.4f}")
             trainer.save(ckpt)
+            # nanoGPT's small-data configs keep the checkpoint with the lowest validation loss
+            # (always_save_checkpoint = False): these models overfit tiny Shakespeare late in the run.
+            if ev.get("val", nan) < best.get("val_loss", float("inf")):
+                best = {"iter": trainer.step, "train_loss": ev["train"], "val_loss": ev["val"]}
+                shutil.copyfile(ckpt, out_dir / "best.pt")
     wall = time.perf_counter() - start
     # The periodic evaluations average eval_iters batches (nanoGPT's noisy estimate); the final one
     # uses final_eval_iters batches of each split for a precise number.
@@ -168,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads": torch.get_num_threads(),
             "num_parameters": model.num_parameters(),
             "final": {"iter": final["iter"], "train_loss": final["train"], "val_loss": final["val"]},
+            "best": best or None,
             "final_precise": None
             if precise is None
             else {
