@@ -1,6 +1,7 @@
 """Benchmark: companion's byte-level BPE vs Hugging Face ``tokenizers`` (Rust) and the naive trainer.
 
-Everything runs side by side in one process (one run; timings on a shared machine are noisy):
+Everything runs side by side in one process (timings on a shared machine are noisy: the fast trainers
+are timed as the median of 3 runs, the naive one once):
 
 1. **Training** on tiny Shakespeare (1.1 MB) at vocabulary sizes 512, 1024 and 8192, all with GPT-2's
    pre-tokenization regex: ``companion.tokenizers.BPETokenizer.train`` (incremental pair counts),
@@ -51,6 +52,13 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
+def _timed_median(fn, repeats: int = 3):
+    """The result and the median time of ``repeats`` calls: one call of a fraction of a second is
+    at the mercy of the machine's load; the naive trainer's tens of seconds average it out."""
+    runs = [_timed(fn) for _ in range(repeats)]
+    return runs[0][0], sorted(t for _, t in runs)[repeats // 2]
+
+
 def _hf_trainer(text: str, vocab_size: int):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
@@ -75,7 +83,7 @@ def _hf_from(tok: BPETokenizer):
 
 
 def bench_training(text: str, sizes: list[int], naive_sizes: set[int]) -> BPETokenizer:
-    print("\n1. BPE training on tiny Shakespeare (GPT-2 regex; time in seconds)")
+    print("\n1. BPE training on tiny Shakespeare (GPT-2 regex; seconds: median of 3 runs, naive: 1 run)")
     print(
         f"{'vocab':>6} {'companion':>10} {'HF (Rust)':>10} {'naive':>10} {'naive/comp':>11} {'comp/HF':>8}"
         f" {'bytes/token comp':>17} {'HF':>7}"
@@ -83,8 +91,8 @@ def bench_training(text: str, sizes: list[int], naive_sizes: set[int]) -> BPETok
     n_bytes = len(text.encode("utf-8"))
     last = None
     for size in sizes:
-        ours, t_ours = _timed(lambda s=size: BPETokenizer.train(text, s, pattern="gpt2"))
-        hf, t_hf = _timed(lambda s=size: _hf_trainer(text, s))
+        ours, t_ours = _timed_median(lambda s=size: BPETokenizer.train(text, s, pattern="gpt2"))
+        hf, t_hf = _timed_median(lambda s=size: _hf_trainer(text, s))
         naive_cell, ratio_cell = "skipped", "-"
         if size in naive_sizes:
             merges, t_naive = _timed(lambda s=size: train_bytes_naive(text, s, "gpt2"))

@@ -40,6 +40,7 @@ from companion.tokenizers.naive import (
 from companion.tokenizers.pretokenize import (
     PATTERNS,
     bert_basic_tokenize,
+    make_splitter,
     pretokenize,
     safe_chunks,
     sp_denormalize,
@@ -112,6 +113,32 @@ def test_safe_chunks_do_not_change_pretokens(text, chunk):
     assert "".join(safe_chunks(iter(text.splitlines(keepends=True)), chunk)) == text
 
 
+_ASCII = [chr(i) for i in range(128)]
+
+
+def test_ascii_fast_path_matches_regex_on_every_short_ascii_string():
+    """Every ASCII string of length 1 and 2 (16,512 strings), for each named pattern."""
+    strings = _ASCII + [a + b for a in _ASCII for b in _ASCII]
+    for name in PATTERNS:
+        split = make_splitter(name)
+        for text in strings:
+            assert split(text) == pretokenize(text, name), (name, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from(_ASCII + list("aZ 9'\n") * 8), max_size=120))
+def test_ascii_fast_path_matches_regex_on_random_ascii_text(text):
+    for name in PATTERNS:
+        assert make_splitter(name)(text) == pretokenize(text, name), name
+
+
+def test_splitter_falls_back_to_regex_for_unicode_and_custom_patterns():
+    text = "Ünïcode 你好 ٣٤ it's"
+    for name in PATTERNS:
+        assert make_splitter(name)(text) == pretokenize(text, name)
+    assert make_splitter(r"\w+|\W")("a b") == ["a", " ", "b"]
+
+
 # --------------------------------------------------------------------------------------------------
 # BPE: teaching version and incremental trainer
 # --------------------------------------------------------------------------------------------------
@@ -150,6 +177,23 @@ def test_incremental_trainer_matches_naive_on_tie_heavy_corpora(words, n_new):
     corpus = " ".join(words)
     fast = BPETokenizer.train(corpus, 256 + n_new, pattern="gpt2").merges
     assert fast == train_bytes_naive(corpus, 256 + n_new, "gpt2")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.text(st.sampled_from("aé你b"), min_size=1, max_size=6), min_size=1, max_size=30),
+    st.integers(1, 40),
+)
+def test_incremental_trainer_matches_naive_on_multibyte_words(words, n_new):
+    # UTF-8 bytes >= 128 become symbols chr(128..255) inside the trainer.
+    corpus = " ".join(words)
+    fast = BPETokenizer.train(corpus, 256 + n_new, pattern="gpt2").merges
+    assert fast == train_bytes_naive(corpus, 256 + n_new, "gpt2")
+
+
+def test_trainer_symbols_skip_the_surrogates():
+    assert bpe_module._symbol(0xD7FF) == "\ud7ff" and bpe_module._symbol(0xD800) == "\ue000"
+    assert len({bpe_module._symbol(i) for i in range(0xD000, 0xE000)}) == 0x1000
 
 
 def test_compression_within_one_percent_of_hugging_face(shakespeare):

@@ -37,7 +37,7 @@ import numpy as np
 import regex
 
 from companion.tokenizers._bytes import token_from_unicode, token_to_unicode
-from companion.tokenizers.pretokenize import get_pattern, safe_chunks
+from companion.tokenizers.pretokenize import get_pattern, make_splitter, safe_chunks
 
 __all__ = ["BPETokenizer", "count_words", "train_merges"]
 
@@ -58,13 +58,13 @@ def count_words(
         pattern: a pattern name of :mod:`companion.tokenizers.pretokenize` or a regex.
         special_tokens: strings removed before counting.
     """
-    compiled = regex.compile(get_pattern(pattern))
+    findall = make_splitter(pattern)
     special = _special_regex(special_tokens)
     counts: Counter[str] = Counter()
     for chunk in safe_chunks(corpus, protect=special):
         parts = special.split(chunk)[::2] if special is not None else (chunk,)  # odd parts: the specials
         for part in parts:
-            counts.update(compiled.findall(part))
+            counts.update(findall(part))
     return counts
 
 
@@ -87,15 +87,18 @@ def train_merges(
     """
     if isinstance(num_new_tokens, bool) or not isinstance(num_new_tokens, int) or num_new_tokens < 0:
         raise ValueError(f"num_new_tokens: expected an int >= 0, got {num_new_tokens!r}")
-    token_bytes: list[bytes] = [bytes([i]) for i in range(256)]
-    bytes_to_id: dict[bytes, int] = {b: i for i, b in enumerate(token_bytes)}
+    # Each token is one character (token id i -> chr(i), skipping the surrogates), a word is a str of
+    # them and a pair is a 2-character str. Then str.find jumps to the occurrences of a pair and
+    # str.replace merges them, non-overlapping from the left exactly as BPE does, at C speed.
+    token_bytes: dict[str, bytes] = {chr(i): bytes([i]) for i in range(256)}
+    symbol_of: dict[bytes, str] = {b: c for c, b in token_bytes.items()}
     items = [(w, f) for w, f in word_counts.items() if len(w) >= 2 and f > 0]  # one byte: no pair
-    words: list[list[int]] = [list(w) for w, _ in items]
+    words: list[str] = [w.decode("latin-1") for w, _ in items]  # byte i -> chr(i)
     freqs: list[int] = [f for _, f in items]
     # Initial pair counts and pair -> word index, vectorized: all adjacent pairs of all words as
     # codes a * 256 + b, grouped by code.
-    pair_counts: defaultdict[tuple[int, int], int] = defaultdict(int)
-    where: defaultdict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> words that may hold it
+    pair_counts: dict[str, int] = {}
+    where: defaultdict[str, set[int]] = defaultdict(set)  # pair -> words that may hold it
     if items:
         flat = np.frombuffer(b"".join(w for w, _ in items), dtype=np.uint8).astype(np.int64)
         lengths = np.array([len(w) for w, _ in items])
@@ -111,67 +114,83 @@ def train_merges(
         codes, owners = codes[order], owners[order]
         bounds = np.flatnonzero(np.diff(codes)) + 1
         for code, group in zip(codes[np.r_[0, bounds]].tolist(), np.split(owners, bounds), strict=True):
-            pair = (code >> 8, code & 255)
+            pair = chr(code >> 8) + chr(code & 255)
             pair_counts[pair] = int(totals[code])
             where[pair] = set(group.tolist())
     # Max-heap on count, then min on (left bytes, right bytes): the documented tie-break.
-    heap = [(-c, token_bytes[a], token_bytes[b], a, b) for (a, b), c in pair_counts.items()]
+    heap = [(-c, token_bytes[p[0]], token_bytes[p[1]], p) for p, c in pair_counts.items()]
     heapq.heapify(heap)
     merges: list[tuple[bytes, bytes]] = []
-    while heap and len(token_bytes) < 256 + num_new_tokens:
-        neg_count, left, right, a, b = heapq.heappop(heap)
-        if pair_counts.get((a, b), 0) != -neg_count:
+    n_tokens = 256
+    while heap and n_tokens < 256 + num_new_tokens:
+        neg_count, left, right, ab = heapq.heappop(heap)
+        if pair_counts.get(ab, 0) != -neg_count:
             continue  # stale entry: the count changed and a fresh entry was pushed
         if -neg_count < min_frequency:
             break
         merged = left + right
-        new_id = bytes_to_id.get(merged)
-        if new_id is None:  # a new token; reuse the id if these bytes already exist
-            new_id = len(token_bytes)
-            token_bytes.append(merged)
-            bytes_to_id[merged] = new_id
+        new = symbol_of.get(merged)
+        if new is None:  # a new token; reuse the symbol if these bytes already exist
+            new = _symbol(n_tokens)
+            n_tokens += 1
+            token_bytes[new] = merged
+            symbol_of[merged] = new
         merges.append((left, right))
-        delta: defaultdict[tuple[int, int], int] = defaultdict(int)
-        for index in where.pop((a, b)):
-            ids = words[index]
-            n = len(ids)
-            if n < 2:
-                continue
+        a, b = ab
+        # Per neighbour symbol: the summed frequency and the words, turned into pair deltas after
+        # the loop (cheaper than building a pair string per occurrence).
+        left_freq: dict[str, int] = {}
+        right_freq: dict[str, int] = {}
+        left_words: defaultdict[str, list[int]] = defaultdict(list)
+        right_words: defaultdict[str, list[int]] = defaultdict(list)
+        for index in where.pop(ab):
+            w = words[index]
+            i = w.find(ab)
+            if i < 0:
+                continue  # the pair left this word through an earlier merge
             freq = freqs[index]
-            out: list[int] = []
-            i = 0
-            # Only the neighbours of each occurrence change: (x, a) -> (x, new), (b, y) -> (new, y).
-            while i < n:
-                if i + 1 < n and ids[i] == a and ids[i + 1] == b:
-                    if out:
-                        x = out[-1]
-                        delta[(x, a)] -= freq
-                        delta[(x, new_id)] += freq
-                        where[(x, new_id)].add(index)
-                    if i + 2 < n:
-                        y = ids[i + 2]
-                        delta[(b, y)] -= freq
-                        delta[(new_id, y)] += freq
-                        where[(new_id, y)].add(index)
-                    out.append(new_id)
-                    i += 2
-                else:
-                    out.append(ids[i])
-                    i += 1
-            if len(out) < n:  # the pair may have left this word through an earlier merge
-                words[index] = out
-        del pair_counts[(a, b)]  # every occurrence was merged
+            n = len(w)
+            end = -1  # where the previous occurrence ended
+            # Only the neighbours of each occurrence change: (x, a) -> (x, new), (b, y) -> (new, y);
+            # x is the new token itself when the previous occurrence ends right here.
+            while i >= 0:
+                if i:
+                    x = new if i == end else w[i - 1]
+                    left_freq[x] = left_freq.get(x, 0) + freq
+                    left_words[x].append(index)
+                if i + 2 < n:
+                    y = w[i + 2]
+                    right_freq[y] = right_freq.get(y, 0) + freq
+                    right_words[y].append(index)
+                end = i + 2
+                i = w.find(ab, end)
+            words[index] = w.replace(ab, new)
+        delta: defaultdict[str, int] = defaultdict(int)
+        for x, freq in left_freq.items():
+            delta[x + a] -= freq
+            delta[x + new] += freq
+            where[x + new].update(left_words[x])
+        for y, freq in right_freq.items():
+            delta[b + y] -= freq
+            delta[new + y] += freq
+            where[new + y].update(right_words[y])
+        del pair_counts[ab]  # every occurrence was merged
         for pair, change in delta.items():
-            if change == 0 or pair == (a, b):
+            if change == 0 or pair == ab:
                 continue
-            count = pair_counts[pair] + change
+            count = pair_counts.get(pair, 0) + change
             if count > 0:
                 pair_counts[pair] = count
-                heapq.heappush(heap, (-count, token_bytes[pair[0]], token_bytes[pair[1]], *pair))
+                heapq.heappush(heap, (-count, token_bytes[pair[0]], token_bytes[pair[1]], pair))
             else:
-                del pair_counts[pair]
+                pair_counts.pop(pair, None)
                 where.pop(pair, None)
     return merges
+
+
+def _symbol(token_id: int) -> str:
+    """The one-character symbol of a token id in :func:`train_merges` (the surrogates are skipped)."""
+    return chr(token_id if token_id < 0xD800 else token_id + 0x800)
 
 
 def _merge_pair(ids: list[int], a: int, b: int, new_id: int) -> list[int] | None:
@@ -227,7 +246,7 @@ class BPETokenizer:
         cache_size: int = 1 << 18,
     ) -> None:
         self.pattern = get_pattern(pattern)
-        self._regex = regex.compile(self.pattern)
+        self._split = make_splitter(self.pattern)  # regex.findall, with a fast path for ASCII text
         if vocab is None:
             vocab = {i: bytes([i]) for i in range(256)}
             seen = set(vocab.values())
@@ -440,10 +459,10 @@ class BPETokenizer:
     def _encode_ordinary(self, text: str, out: list[int]) -> None:
         cache = self._cache
         if self._cache_size <= 0:
-            for piece in self._regex.findall(text):
+            for piece in self._split(text):
                 out.extend(self._encode_piece(piece))
             return
-        for piece in self._regex.findall(text):
+        for piece in self._split(text):
             ids = cache.get(piece)
             if ids is None:
                 ids = self._encode_piece(piece)

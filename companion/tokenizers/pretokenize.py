@@ -18,8 +18,9 @@ pre-tokens of the whole text. This is what makes streaming training and ``encode
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import regex
@@ -34,6 +35,7 @@ __all__ = [
     "bert_normalize",
     "bert_split",
     "get_pattern",
+    "make_splitter",
     "pretokenize",
     "safe_chunks",
     "sp_denormalize",
@@ -74,6 +76,48 @@ _SAFE_CUT_FWD = regex.compile(r"(?<=\S)\n(?=\p{L})")
 # Fallback for text without newlines: a space between two letters ("a b" is "a" + " b" everywhere).
 _SAFE_CUT_SPACE = regex.compile(r"(?r)(?<=\p{L}) (?=\p{L})")
 _SAFE_CUT_SPACE_FWD = regex.compile(r"(?<=\p{L}) (?=\p{L})")
+
+
+# The same three patterns for pure-ASCII text, for the standard library's `re` (about twice as fast
+# as `regex` here). In ASCII, \p{L} is [A-Za-z], \p{N} is [0-9], and the Unicode White_Space
+# characters are \t \n \v \f \r and the space (`re`'s own \s would also take \x1c-\x1f).
+# tests/test_tokenizers.py checks that each gives the same pieces as its Unicode original on every
+# string of one or two ASCII characters and on random ASCII text.
+_WS = r"\t\n\x0b\x0c\r "
+_ASCII_PATTERNS: dict[str, str] = {
+    GPT2_PATTERN: (
+        rf"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^{_WS}A-Za-z0-9]+|"""
+        rf"""[{_WS}]+(?![^{_WS}])|[{_WS}]+"""
+    ),
+    GPT4_PATTERN: (
+        rf"""'(?i:[sdmt]|ll|ve|re)|[^\r\nA-Za-z0-9]?+[A-Za-z]+|[0-9]{{1,3}}| ?[^{_WS}A-Za-z0-9]++[\r\n]*|"""
+        rf"""[{_WS}]*[\r\n]|[{_WS}]+(?![^{_WS}])|[{_WS}]+"""
+    ),
+    SMOLLM_PATTERN: (
+        rf"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+|[0-9]| ?[^{_WS}A-Za-z0-9]+|"""
+        rf"""[{_WS}]+(?![^{_WS}0-9])|[{_WS}]+"""
+    ),
+}
+
+
+def make_splitter(pattern: str) -> Callable[[str], list[str]]:
+    """A fast ``findall`` for a pattern: ``make_splitter(p)(text) == regex.findall(get_pattern(p), text)``.
+
+    For the named patterns, text that is pure ASCII (checked per call, which is cheap) goes through
+    an equivalent standard-library ``re`` pattern, about twice as fast; everything else through
+    ``regex``.
+    """
+    source = get_pattern(pattern)
+    full = regex.compile(source).findall
+    ascii_source = _ASCII_PATTERNS.get(source)
+    if ascii_source is None:
+        return full
+    fast = re.compile(ascii_source).findall
+
+    def findall(text: str) -> list[str]:
+        return fast(text) if text.isascii() else full(text)
+
+    return findall
 
 
 def get_pattern(pattern: str) -> str:
