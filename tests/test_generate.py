@@ -506,3 +506,16 @@ def test_beam_search_errors():
         greedy(step, 0, 0)
     with pytest.raises(ValueError, match="step_fn"):
         greedy(lambda p: torch.zeros(3), 0, 2)
+
+
+def test_generated_ids_are_ordinary_tensors_usable_for_training(small_gpt):
+    """Decoding runs under torch.inference_mode; its output must still work with autograd."""
+    out = generate(small_gpt, torch.tensor([[1, 2, 3]]), 5)
+    assert not out.is_inference()
+    seen = []
+    generate(small_gpt, torch.tensor([[1, 2, 3]]), 3, callback=lambda step, t: seen.append(t.is_inference()))
+    assert seen == [False, False, False]
+    model = GPT(small_gpt.config).train()
+    loss = model(out[:, :-1], out[:, 1:])[1]
+    loss.backward()  # would raise "Inference tensors cannot be saved for backward" on an inference tensor
+    assert model.wte.weight.grad is not None

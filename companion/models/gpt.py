@@ -311,11 +311,16 @@ class GPTBlock(nn.Module):
         def attend(h: torch.Tensor) -> torch.Tensor:
             return self.attn(h, attn_bias=attn_bias, is_causal=True, kv_cache=kv_cache)[0]
 
+        drop = self.drop if self.training and self.drop.p > 0 else _identity  # skip a no-op module call
         if self.norm_position == "pre":
-            x = x + self.drop(attend(self.ln_1(x)))
-            return x + self.drop(self.mlp(self.ln_2(x)))
-        x = self.ln_1(x + self.drop(attend(x)))
-        return self.ln_2(x + self.drop(self.mlp(x)))
+            x = x + drop(attend(self.ln_1(x)))
+            return x + drop(self.mlp(self.ln_2(x)))
+        x = self.ln_1(x + drop(attend(x)))
+        return self.ln_2(x + drop(self.mlp(x)))
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 class GPT(nn.Module):
@@ -514,7 +519,8 @@ class GPT(nn.Module):
         x = self.wte(idx)  # (B, T, d)
         if self.wpe is not None:
             x = self.wpe(x, offset)
-        x = self.drop(x)
+        if self.training and self.drop.p > 0:
+            x = self.drop(x)
         bias = None
         if self.alibi is not None:
             bias = self.alibi.bias(t, offset + t, offset=offset, device=x.device, dtype=x.dtype)[None]

@@ -691,6 +691,8 @@ class GroupedQueryAttention(nn.Module):
     def _fused(self, q, k, v, attn_mask, attn_bias, is_causal, p):
         t, t_k = q.shape[2], k.shape[2]
         mask = attn_mask
+        if t == 1:  # one query at the end (decoding with a cache): the causal triangle hides nothing
+            is_causal = False
         if is_causal and (mask is not None or attn_bias is not None or t != t_k):
             # SDPA's is_causal is top-left aligned and may not be combined with attn_mask: build it.
             tri = causal(t, t_k, offset=t_k - t, device=q.device)

@@ -144,7 +144,8 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(..., d_model)`` → ``(..., d_model)``."""
-        return self.dropout(self.fc_out(self.act(self.fc_in(x))))
+        y = self.fc_out(self.act(self.fc_in(x)))
+        return self.dropout(y) if self.training and self.dropout.p > 0 else y  # skip a no-op call
 
     def extra_repr(self) -> str:
         return f"activation={self.activation_name}"
@@ -202,7 +203,8 @@ class GLUFeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(..., d_model)`` → ``(..., d_model)``."""
-        return self.dropout(self.w_down(self.act(self.w_gate(x)) * self.w_up(x)))
+        y = self.w_down(self.act(self.w_gate(x)) * self.w_up(x))
+        return self.dropout(y) if self.training and self.dropout.p > 0 else y
 
     def extra_repr(self) -> str:
         return f"activation={self.activation_name}"
