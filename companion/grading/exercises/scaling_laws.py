@@ -130,7 +130,8 @@ def _closed_vs_numeric(chinchilla_loss, compute_optimal, fit_parametric):
     "exponent a = 0.4516 (rounded), 0.4565 (unrounded), 0.5126 (refit); N_opt(5.76e23) = 3.22e10"
 )
 def _exponents(chinchilla_loss, compute_optimal, fit_parametric):
-    for name, want in (("rounded", 0.28 / 0.62), ("unrounded", 0.2849 / 0.6241), ("refit", 0.366 / 0.714)):
+    refit = ("refit", 0.3658 / (0.3478 + 0.3658))
+    for name, want in (("rounded", 0.28 / 0.62), ("unrounded", 0.2849 / 0.6241), refit):
         p = _SETS[name]
         n1, _ = _optimal(compute_optimal, 1e20, p)
         n2, _ = _optimal(compute_optimal, 1e24, p)
@@ -181,11 +182,11 @@ def _expect_recovered(fit, runs, p, rtol: float, what: str) -> None:
         expect(abs(g / w - 1) <= rtol, f"{what}: {name} = {g:.6g}, expected {w:.6g} within {rtol:.0e}")
 
 
-@CHINCHILLA.check("fit_parametric recovers the constants of noise-free runs (rtol 1e-3)")
+@CHINCHILLA.check("fit_parametric recovers the constants of noise-free runs of all three sets (rtol 1e-3)")
 def _fit_exact(chinchilla_loss, compute_optimal, fit_parametric):
-    _expect_recovered(
-        fit_parametric, _synthetic_runs(HOFFMANN_ROUNDED, 0.0, 0), HOFFMANN_ROUNDED, 1e-3, "noise-free runs"
-    )
+    # all three sets: an optimiser that stops early can get lucky on one data set, rarely on three
+    for name, p in _SETS.items():
+        _expect_recovered(fit_parametric, _synthetic_runs(p, 0.0, 0), p, 1e-3, f"noise-free runs ({name})")
 
 
 @CHINCHILLA.check("fit_parametric recovers known constants within 5% from runs with 0.1% noise")
