@@ -1,7 +1,7 @@
 """Benchmark: companion's byte-level BPE vs Hugging Face ``tokenizers`` (Rust) and the naive trainer.
 
 Everything runs side by side in one process (timings on a shared machine are noisy: the fast trainers
-are timed as the median of 3 runs, the naive one once):
+are timed as the median of 5 runs after an untimed warm-up run, the naive one once):
 
 1. **Training** on tiny Shakespeare (1.1 MB) at vocabulary sizes 512, 1024 and 8192, all with GPT-2's
    pre-tokenization regex: ``companion.tokenizers.BPETokenizer.train`` (incremental pair counts),
@@ -52,7 +52,7 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
-def _timed_median(fn, repeats: int = 3):
+def _timed_median(fn, repeats: int = 5):
     """The result and the median time of ``repeats`` calls: one call of a fraction of a second is
     at the mercy of the machine's load; the naive trainer's tens of seconds average it out."""
     runs = [_timed(fn) for _ in range(repeats)]
@@ -83,12 +83,14 @@ def _hf_from(tok: BPETokenizer):
 
 
 def bench_training(text: str, sizes: list[int], naive_sizes: set[int]) -> BPETokenizer:
-    print("\n1. BPE training on tiny Shakespeare (GPT-2 regex; seconds: median of 3 runs, naive: 1 run)")
+    print("\n1. BPE training on tiny Shakespeare (GPT-2 regex; seconds: median of 5 runs, naive: 1 run)")
     print(
         f"{'vocab':>6} {'companion':>10} {'HF (Rust)':>10} {'naive':>10} {'naive/comp':>11} {'comp/HF':>8}"
         f" {'bytes/token comp':>17} {'HF':>7}"
     )
     n_bytes = len(text.encode("utf-8"))
+    BPETokenizer.train(text, min(sizes), pattern="gpt2")  # warm-up: regex compilation, allocator
+    _hf_trainer(text, min(sizes))
     last = None
     for size in sizes:
         ours, t_ours = _timed_median(lambda s=size: BPETokenizer.train(text, s, pattern="gpt2"))
