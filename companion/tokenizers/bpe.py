@@ -150,6 +150,18 @@ def train_merges(
                 continue  # the pair left this word through an earlier merge
             freq = freqs[index]
             n = len(w)
+            merged_word = w.replace(ab, new)
+            words[index] = merged_word
+            if len(merged_word) == n - 1:  # the usual case: one occurrence, at i
+                if i:
+                    x = w[i - 1]
+                    left_freq[x] = left_freq.get(x, 0) + freq
+                    left_words[x].append(index)
+                if i + 2 < n:
+                    y = w[i + 2]
+                    right_freq[y] = right_freq.get(y, 0) + freq
+                    right_words[y].append(index)
+                continue
             end = -1  # where the previous occurrence ended
             # Only the neighbours of each occurrence change: (x, a) -> (x, new), (b, y) -> (new, y);
             # x is the new token itself when the previous occurrence ends right here.
@@ -164,7 +176,6 @@ def train_merges(
                     right_words[y].append(index)
                 end = i + 2
                 i = w.find(ab, end)
-            words[index] = w.replace(ab, new)
         delta: defaultdict[str, int] = defaultdict(int)
         for x, freq in left_freq.items():
             delta[x + a] -= freq
