@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from companion._atomic import atomic_open
 from companion.scaling_experiments import RunConfig, ScalingGridConfig, run_scaling_grid, shakespeare_chars
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "scaling_grid.json"
@@ -71,13 +70,9 @@ def run(config: ScalingGridConfig, device: str, threads: int) -> dict:
 
 def write_json(result: dict, out: Path) -> None:
     """Write atomically (temporary file + rename), so an interrupted run never leaves half a file."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_open(out) as f:
         json.dump(result, f, indent=1, sort_keys=True)
         f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp creates the file readable by its owner only
-    os.replace(tmp, out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -441,3 +441,25 @@ def test_adamw_model_states_on_cuda_match_the_16_byte_budget():
     measured = torch.cuda.memory_allocated() - base
     budget = memory_budget(model.num_parameters(), "adam", "fp32")["total"]
     assert abs(measured - budget) / budget < 0.10, (measured, budget)
+
+
+def test_atomic_open_replaces_whole_files_or_nothing(tmp_path):
+    from companion._atomic import atomic_open
+
+    path = tmp_path / "sub" / "file.json"
+    with atomic_open(path) as f:
+        f.write("old")
+    assert path.read_text(encoding="utf-8") == "old"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's owner-only 0o600
+    with pytest.raises(RuntimeError), atomic_open(path) as f:
+        f.write("new, half-written")
+        raise RuntimeError("crash")
+    assert path.read_text(encoding="utf-8") == "old"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["file.json"]  # no temporary file left
+    with atomic_open(path, "wb") as f:
+        f.write(b"\x00\x01")
+    assert path.read_bytes() == b"\x00\x01"
+    with pytest.raises(ValueError, match="mode"), atomic_open(path, "a"):
+        pass

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import heapq
 import json
-import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise
@@ -36,6 +34,7 @@ from typing import Literal
 import numpy as np
 import regex
 
+from companion._atomic import atomic_open
 from companion.tokenizers._bytes import token_from_unicode, token_to_unicode
 from companion.tokenizers.pretokenize import get_pattern, make_splitter, safe_chunks
 
@@ -594,14 +593,8 @@ class BPETokenizer:
         """
         path = Path(path)
         text = json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(path) as f:
+            f.write(text)
 
     @classmethod
     def load(cls, path: str | Path) -> BPETokenizer:
