@@ -677,3 +677,14 @@ def test_matches_torch_on_cuda(case):
                 p.grad = torch.randn(p.shape, generator=g, device="cuda")
             opt.step()
     assert _max_dev(ours_p, ref_p) <= 1e-5
+
+
+def test_an_optimizer_without_its_update_rule_cannot_be_built():
+    from companion.optim.base import ForeachOptimizer
+
+    class Incomplete(ForeachOptimizer):
+        def _check_group(self, group):
+            pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete([torch.zeros(1, requires_grad=True)], {})

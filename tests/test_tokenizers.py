@@ -194,6 +194,9 @@ def test_incremental_trainer_matches_naive_on_multibyte_words(words, n_new):
 def test_trainer_symbols_skip_the_surrogates():
     assert bpe_module._symbol(0xD7FF) == "\ud7ff" and bpe_module._symbol(0xD800) == "\ue000"
     assert len({bpe_module._symbol(i) for i in range(0xD000, 0xE000)}) == 0x1000
+    bpe_module._symbol(bpe_module._MAX_TOKENS - 1)  # the last token id still has a character
+    with pytest.raises(ValueError, match="one Unicode character per token"):
+        bpe_module.train_merges({b"ab": 1}, bpe_module._MAX_TOKENS)
 
 
 def test_compression_within_one_percent_of_hugging_face(shakespeare):

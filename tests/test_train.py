@@ -358,16 +358,42 @@ def test_cli_runs_writes_results_and_resumes(tmp_path):
     assert run.returncode == 0, run.stderr
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["final"]["iter"] == 4 and result["model_config"]["n_embd"] == 16
+    low = min(result["eval"], key=lambda e: e["val"])
+    assert result["best"] == {"iter": low["iter"], "train_loss": low["train"], "val_loss": low["val"]}
+    assert (tmp_path / "best.pt").exists()
     more = [a if a != "--max_iters=4" else "--max_iters=6" for a in args]
     run = subprocess.run(
         [sys.executable, "-m", "companion.train", *more, "--resume"], capture_output=True, text=True, cwd=ROOT
     )
     assert run.returncode == 0, run.stderr
     assert "resumed from" in run.stdout and "at step 4" in run.stdout
+    resumed = json.loads((tmp_path / "r.json").read_text())
+    assert [e["iter"] for e in resumed["eval"]] == [2, 4, 6]
     bad = subprocess.run(
         [sys.executable, "-m", "companion.train", "--nope=3"], capture_output=True, text=True, cwd=ROOT
     )
     assert bad.returncode == 2 and "unknown key 'nope'" in bad.stderr
+
+
+def test_cli_best_checkpoint_survives_a_resume_that_gets_worse(tmp_path, monkeypatch):
+    """best.pt and the recorded best come from the lowest validation loss, before or after --resume."""
+    from companion.train import cli
+    from companion.train.trainer import Trainer
+
+    scripted = iter([2.0, 1.0, 1.5])  # validation losses at steps 2, 4 and (after the resume) 6
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, iters=None: {"train": 3.0, "val": next(scripted)})
+    args = ["--config", "baby", "--n_layer=1", "--n_embd=16", "--n_head=2", "--block_size=8"]
+    args += ["--batch_size=2", "--eval_interval=2", "--warmup_iters=1", "--no_progress", "--threads=1"]
+    args += ["--final_eval_iters=0", "--out_dir", str(tmp_path), "--results", str(tmp_path / "r.json")]
+    assert cli.main([*args, "--max_iters=4"]) == 0
+    saved = (tmp_path / "best.pt").read_bytes()
+    best = {"iter": 4, "train_loss": 3.0, "val_loss": 1.0}
+    assert json.loads((tmp_path / "r.json").read_text())["best"] == best
+    assert cli.main([*args, "--max_iters=6", "--resume"]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert [e["val"] for e in result["eval"]] == [2.0, 1.0, 1.5]
+    assert result["best"] == best
+    assert (tmp_path / "best.pt").read_bytes() == saved  # not replaced by the worse step-6 checkpoint
 
 
 def test_committed_baby_run_has_the_reference_config_and_reaches_nanogpt_loss():

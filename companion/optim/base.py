@@ -9,6 +9,7 @@ of a step does not grow with the number of parameter tensors (on CUDA each call 
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -45,7 +46,7 @@ def check_betas(name: str, betas: object) -> tuple[float, float]:
 _UNSUPPORTED_FLAGS = ("maximize", "amsgrad", "capturable", "differentiable", "fused")
 
 
-class ForeachOptimizer(torch.optim.Optimizer):
+class ForeachOptimizer(torch.optim.Optimizer, abc.ABC):
     """Base class: validates every parameter group and runs a multi-tensor update per bucket.
 
     Subclasses implement ``_check_group`` (raise ``ValueError``/``TypeError`` naming the bad
@@ -63,13 +64,13 @@ class ForeachOptimizer(torch.optim.Optimizer):
             self._check_group({**self.defaults, **param_group})
         super().add_param_group(param_group)
 
-    def _check_group(self, group: dict[str, Any]) -> None:  # pragma: no cover - abstract hook
-        # Abstract hook, not a stub: every concrete optimizer (SGD, RMSprop, Adam, AdamW) overrides it.
-        raise NotImplementedError(f"{type(self).__name__} must implement _check_group")
+    @abc.abstractmethod
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """Raise ``ValueError``/``TypeError`` naming the first bad hyperparameter of ``group``."""
 
-    def _update(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:  # pragma: no cover
-        # Abstract hook, not a stub: every concrete optimizer overrides it with its update rule.
-        raise NotImplementedError(f"{type(self).__name__} must implement _update (the update rule)")
+    @abc.abstractmethod
+    def _update(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        """Apply the update rule in place to ``params`` (one group's parameters with a gradient)."""
 
     def _params_with_grad(self, group: dict[str, Any]) -> list[torch.Tensor]:
         """The parameters of ``group`` whose ``.grad`` is set: a ``None`` gradient means "skip"."""

@@ -86,6 +86,8 @@ def train_merges(
     """
     if isinstance(num_new_tokens, bool) or not isinstance(num_new_tokens, int) or num_new_tokens < 0:
         raise ValueError(f"num_new_tokens: expected an int >= 0, got {num_new_tokens!r}")
+    if 256 + num_new_tokens > _MAX_TOKENS:
+        raise ValueError(f"num_new_tokens: at most {_MAX_TOKENS - 256:,} (one Unicode character per token)")
     # Each token is one character (token id i -> chr(i), skipping the surrogates), a word is a str of
     # them and a pair is a 2-character str. Then str.find jumps to the occurrences of a pair and
     # str.replace merges them, non-overlapping from the left exactly as BPE does, at C speed.
@@ -196,6 +198,9 @@ def train_merges(
                 pair_counts.pop(pair, None)
                 where.pop(pair, None)
     return merges
+
+
+_MAX_TOKENS = 0x110000 - 0x800  # code points minus the surrogates
 
 
 def _symbol(token_id: int) -> str:

@@ -137,7 +137,13 @@ def main(argv: list[str] | None = None) -> int:
               f"world size {world}")  # fmt: skip
 
     samples: list[dict[str, Any]] = []
-    best: dict[str, Any] = {}
+    # The lowest validation loss so far; after --resume, from the restored evaluation history, so
+    # that best.pt is never replaced by a worse checkpoint.
+    evals = [e for e in trainer.history["eval"] if "val" in e]
+    low = min(evals, key=lambda e: e["val"], default=None)
+    best: dict[str, Any] = (
+        {} if low is None else {"iter": low["iter"], "train_loss": low["train"], "val_loss": low["val"]}
+    )
     start = time.perf_counter()
     interval = train_cfg.eval_interval or train_cfg.max_iters
     while trainer.step < train_cfg.max_iters:
