@@ -46,7 +46,7 @@ def check_betas(name: str, betas: object) -> tuple[float, float]:
 _UNSUPPORTED_FLAGS = ("maximize", "amsgrad", "capturable", "differentiable", "fused")
 
 
-class ForeachOptimizer(torch.optim.Optimizer, abc.ABC):
+class ForeachOptimizer(torch.optim.Optimizer, metaclass=abc.ABCMeta):
     """Base class: validates every parameter group and runs a multi-tensor update per bucket.
 
     Subclasses implement ``_check_group`` (raise ``ValueError``/``TypeError`` naming the bad
