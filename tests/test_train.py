@@ -415,10 +415,59 @@ def test_committed_baby_run_has_the_reference_config_and_reaches_nanogpt_loss():
     assert result["final"] == {"iter": 2000, "train_loss": evals[-1]["train"], "val_loss": evals[-1]["val"]}
     precise = result["final_precise"]
     assert precise["eval_iters"] == 200 and precise["val_loss"] < evals[0]["val"]
-    # nanoGPT reports about 1.88 for this configuration; the curriculum's tolerance is ±0.05
-    assert abs(precise["val_loss"] - 1.88) <= 0.05 and abs(result["final"]["val_loss"] - 1.88) <= 0.05
+    # the issue's goal: nanoGPT's published 1.88 for this model, by both the 20- and 200-batch estimates
+    assert precise["val_loss"] <= 1.88 and result["final"]["val_loss"] <= 1.88
     assert evals[0]["val"] > evals[-1]["val"]
     assert len(result["samples"]) == len(evals) and all(s["text"] for s in result["samples"])
+
+
+def _load_sweep_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("baby_lr_sweep", ROOT / "experiments" / "baby_lr_sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_baby_lr_sweep_results_back_the_preset():
+    """experiments/results/gpt_baby_lr_sweep.json: nanoGPT's recipe in its code and ours, and the sweep."""
+    from companion.train import preset
+
+    sweep = json.loads(
+        (ROOT / "experiments" / "results" / "gpt_baby_lr_sweep.json").read_text(encoding="utf-8")
+    )
+    assert sweep["provenance"]["script"] == "experiments/baby_lr_sweep.py"
+    _, run = preset("baby")
+    by_lr: dict[float, list[float]] = {}
+    for r in sweep["runs"]:
+        assert r["eval"][-1]["iter"] == 2000 and r["val_loss_20_batches"] == r["eval"][-1]["val"]
+        by_lr.setdefault(r["lr"], []).append(r["val_loss_200_batches"])
+    # nanoGPT's exact recipe: the same mean loss in its code and ours, inside the seed-to-seed spread
+    ref = [r["val_loss_200_batches"] for r in sweep["nanogpt_reference"]["runs"]]
+    ours = [r["val_loss_200_batches"] for r in sweep["runs"] if r["lr"] == 1e-3 and r["decay_embeddings"]]
+    assert len(ref) == len(ours) == 8
+    assert abs(sum(ours) / 8 - sum(ref) / 8) < 0.01
+    # the preset's learning rate is the sweep's best, and every seed at it reaches nanoGPT's 1.88
+    means = {lr: sum(v) / len(v) for lr, v in by_lr.items()}
+    assert len(means) >= 5 and min(means, key=means.get) == run.lr
+    assert max(by_lr[run.lr]) <= 1.88 and len(by_lr[run.lr]) >= 4
+
+
+def test_baby_lr_sweep_script_parses_seeds_and_merges_runs(tmp_path):
+    sweep = _load_sweep_script()
+    assert sweep.parse_seeds("1337-1340") == [1337, 1338, 1339, 1340]
+    assert sweep.parse_seeds("1,5,9") == [1, 5, 9]
+    with pytest.raises(Exception, match="empty range"):
+        sweep.parse_seeds("9-1")
+    out = tmp_path / "sweep.json"
+    run = {"lr": 2e-3, "seed": 1, "decay_embeddings": False, "val_loss_200_batches": 1.9}
+    sweep.merge(out, [run])
+    sweep.merge(out, [{**run, "val_loss_200_batches": 1.8}, {**run, "seed": 2}])  # replaces seed 1
+    data = json.loads(out.read_text())
+    assert [(r["seed"], r["val_loss_200_batches"]) for r in data["runs"]] == [(1, 1.8), (2, 1.9)]
+    with pytest.raises(SystemExit):
+        sweep.main(["--lrs", "-1e-3", "--out", str(out)])
 
 
 def test_tensor_and_activation_bytes():

@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m companion.train --config baby                          # CPU, about 10 minutes
+    python -m companion.train --config baby                          # CPU, about 3 minutes on one thread
     python -m companion.train --config baby --max_iters=200          # override any field
     python -m companion.train --config shakespeare-char --device=cuda --precision=bf16 --compile=True
     python -m companion.train --config baby --resume                 # continue from out/baby/ckpt.pt
