@@ -330,6 +330,13 @@ def test_gelu_tanh_fast_gradcheck_extremes_and_fallback():
     h = _randn(64).to(torch.bfloat16)
     assert torch.equal(act.gelu_tanh_fast(h), F.gelu(h, approximate="tanh"))
     assert act.get_activation("gelu_new") is act.gelu_tanh_fast
+    # it saves for the backward pass exactly what F.gelu saves (its input), no more
+    from companion.train import saved_activation_bytes
+
+    w = _randn(256, 512).requires_grad_()
+    _, ours = saved_activation_bytes(lambda: act.gelu_tanh_fast(w * 1.0).sum())
+    _, ref = saved_activation_bytes(lambda: F.gelu(w * 1.0, approximate="tanh").sum())
+    assert ours == ref > 0
 
 
 def test_swish_limits():
