@@ -121,7 +121,7 @@ def gelu_tanh_fast(x: torch.Tensor) -> torch.Tensor:
     ``F.gelu``'s time (1.6 vs 3.0 ms for 768 × 512 floats on one thread of the build machine),
     saving only the input, as ``F.gelu`` does. The
     tests hold it to ``F.gelu`` within a few float32 ulps, and its gradient stays finite (0 or 1)
-    where ``F.gelu``'s overflows to NaN (float32 |x| ≳ 1e13).
+    where ``F.gelu``'s overflows to NaN (float32 ``|x| ≳ 1e13``).
     Elsewhere (CUDA, MPS, bf16/fp16) it is ``F.gelu(x, approximate="tanh")``, a fused kernel.
 
     Args:
