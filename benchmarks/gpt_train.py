@@ -17,8 +17,9 @@ that is the same for both models and so only dilutes the comparison of the model
 
 The models see the same batches. Steps of the contenders are interleaved (one of each per round) so
 that a change in machine load affects all of them alike; the reported time is the median over
-rounds. MFU uses the analytic FLOPs per token (``GPT.flops_per_token``: ``6·N_mm + 12·L·T·d``, the
-same for both models) and, as the peak, the measured FLOP/s of a large fp32 matrix product on this
+rounds, and the speed-up is the median of the per-round ratios (with their quartiles). MFU uses the
+analytic FLOPs per token (``GPT.flops_per_token``: ``6·N_mm + 12·L·T·d``, the same for both models)
+and, as the peak, the measured FLOP/s of a large fp32 matrix product on this
 device (CPU) — there is no published peak for an arbitrary CPU.
 
 Usage::
@@ -152,14 +153,28 @@ def run_config(
     size = f"{ours.num_parameters():,} parameters, {flops:,} FLOPs/token"
     shape = f"L={n_layer}, H={n_head}, d={n_embd}, T={block}, B={batch}"
     print(f"\n{name}: {shape} ({size}), torch.optim.AdamW({optimizer}=True), median of {rounds} rounds")
-    hf_rate = tokens / statistics.median(times["Hugging Face GPT2LMHeadModel"])
+    hf_times = times["Hugging Face GPT2LMHeadModel"]
     for k, ts in times.items():
         med = statistics.median(ts)
         rate = tokens / med
         util = mfu(flops, rate, peak)
         speed = f"{med * 1e3:9.1f} ms/step {rate:10,.0f} tokens/s"
         extra = "" if vendor is None else f" (of the data-sheet peak: {mfu(flops, rate, vendor):6.1%})"
-        print(f"  {k:<30} {speed}  MFU {util:6.1%}{extra}  × HF {rate / hf_rate:5.2f}")
+        print(f"  {k:<30} {speed}  MFU {util:6.1%}{extra}  × HF {_speedup(hf_times, ts)}")
+
+
+def _speedup(reference: list[float], times: list[float]) -> str:
+    """The speed-up over ``reference`` as the median of the per-round ratios, with their quartiles.
+
+    A step of each contender runs in every round, so the ratio of the two steps of one round is
+    measured under nearly the same machine load; the median of those ratios is steadier than the
+    ratio of the two medians when the load drifts, and the quartiles show how much it varies.
+    """
+    ratios = [r / t for r, t in zip(reference, times, strict=True)]
+    if len(ratios) < 4:
+        return f"{statistics.median(ratios):5.2f}"
+    q1, med, q3 = statistics.quantiles(ratios, n=4)
+    return f"{med:5.2f} (quartiles {q1:.2f}–{q3:.2f})"
 
 
 def _vendor_peak(device: torch.device) -> float | None:
