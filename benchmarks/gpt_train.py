@@ -22,8 +22,8 @@ The models see the same batches. Steps of the contenders are interleaved (one of
 that a change in machine load affects all of them alike; the reported time is the median over
 rounds, and the speed-up is the median of the per-round ratios (with their quartiles). MFU uses the
 analytic FLOPs per token (``GPT.flops_per_token``: ``6·N_mm + 12·L·T·d``, the same for both models)
-and, as the peak, the measured FLOP/s of a large fp32 matrix product on this
-device (CPU) — there is no published peak for an arbitrary CPU.
+and, as the peak, the measured FLOP/s of a large fp32 matrix product on this device (CPU) — there
+is no published peak for an arbitrary CPU.
 
 Usage::
 
@@ -93,7 +93,7 @@ def _step_fn(model, opt, x, y, *, hf: bool, autocast: torch.dtype | None = None)
 
 
 class _CompanionGELU(torch.nn.Module):
-    """The companion's tanh GELU (:func:`companion.nn.gelu_tanh_fast`) as a module, for Hugging Face."""
+    """The companion's tanh GELU (``gelu_tanh_fast``) as a module, to put into Hugging Face's MLP."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return gelu_tanh_fast(x)
