@@ -174,9 +174,7 @@ def test_incremental_trainer_reproduces_the_naive_trainer(shakespeare):
 )
 def test_incremental_trainer_matches_naive_on_tie_heavy_corpora(words, n_new):
     # A two-letter alphabet makes ties and repeated byte strings ((a, ab) vs (aa, b)) common.
-    corpus = " ".join(words)
-    fast = BPETokenizer.train(corpus, 256 + n_new, pattern="gpt2").merges
-    assert fast == train_bytes_naive(corpus, 256 + n_new, "gpt2")
+    _assert_trainers_agree(" ".join(words), 256 + n_new)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -186,9 +184,12 @@ def test_incremental_trainer_matches_naive_on_tie_heavy_corpora(words, n_new):
 )
 def test_incremental_trainer_matches_naive_on_multibyte_words(words, n_new):
     # UTF-8 bytes >= 128 become symbols chr(128..255) inside the trainer.
-    corpus = " ".join(words)
-    fast = BPETokenizer.train(corpus, 256 + n_new, pattern="gpt2").merges
-    assert fast == train_bytes_naive(corpus, 256 + n_new, "gpt2")
+    _assert_trainers_agree(" ".join(words), 256 + n_new)
+
+
+def _assert_trainers_agree(corpus: str, vocab_size: int) -> None:
+    fast = BPETokenizer.train(corpus, vocab_size, pattern="gpt2").merges
+    assert fast == train_bytes_naive(corpus, vocab_size, "gpt2")
 
 
 def test_trainer_symbols_skip_the_surrogates():

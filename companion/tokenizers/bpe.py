@@ -153,16 +153,7 @@ def train_merges(
             n = len(w)
             merged_word = w.replace(ab, new)
             words[index] = merged_word
-            if len(merged_word) == n - 1:  # the usual case: one occurrence, at i
-                if i:
-                    x = w[i - 1]
-                    left_freq[x] = left_freq.get(x, 0) + freq
-                    left_words[x].append(index)
-                if i + 2 < n:
-                    y = w[i + 2]
-                    right_freq[y] = right_freq.get(y, 0) + freq
-                    right_words[y].append(index)
-                continue
+            once = len(merged_word) == n - 1  # the usual case: no second search needed
             end = -1  # where the previous occurrence ended
             # Only the neighbours of each occurrence change: (x, a) -> (x, new), (b, y) -> (new, y);
             # x is the new token itself when the previous occurrence ends right here.
@@ -175,6 +166,8 @@ def train_merges(
                     y = w[i + 2]
                     right_freq[y] = right_freq.get(y, 0) + freq
                     right_words[y].append(index)
+                if once:
+                    break
                 end = i + 2
                 i = w.find(ab, end)
         delta: defaultdict[str, int] = defaultdict(int)
