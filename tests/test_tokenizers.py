@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import math
 import random
+import re
 from collections import Counter
 from itertools import pairwise, product
 
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 from companion.data import tiny_shakespeare
 from companion.tokenizers import BPETokenizer, UnigramTokenizer, WordPieceTokenizer
 from companion.tokenizers import bpe as bpe_module
+from companion.tokenizers import pretokenize as pretokenize_module
 from companion.tokenizers._bytes import bytes_to_unicode, token_from_unicode, token_to_unicode
 from companion.tokenizers.naive import (
     ByteLevelBPE,
@@ -116,20 +118,29 @@ def test_safe_chunks_do_not_change_pretokens(text, chunk):
 _ASCII = [chr(i) for i in range(128)]
 
 
+def _ascii_split(name: str):
+    # The standard-library pattern itself, so that the tests fail if make_splitter stopped using it.
+    return re.compile(pretokenize_module._ASCII_PATTERNS[PATTERNS[name]]).findall
+
+
+def test_every_named_pattern_has_an_ascii_fast_path():
+    assert set(pretokenize_module._ASCII_PATTERNS) == set(PATTERNS.values())
+
+
 def test_ascii_fast_path_matches_regex_on_every_short_ascii_string():
     """Every ASCII string of length 1 and 2 (16,512 strings), for each named pattern."""
     strings = _ASCII + [a + b for a in _ASCII for b in _ASCII]
     for name in PATTERNS:
-        split = make_splitter(name)
+        split, fast = make_splitter(name), _ascii_split(name)
         for text in strings:
-            assert split(text) == pretokenize(text, name), (name, text)
+            assert fast(text) == split(text) == pretokenize(text, name), (name, text)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(st.sampled_from(_ASCII + list("aZ 9'\n") * 8), max_size=120))
 def test_ascii_fast_path_matches_regex_on_random_ascii_text(text):
     for name in PATTERNS:
-        assert make_splitter(name)(text) == pretokenize(text, name), name
+        assert _ascii_split(name)(text) == make_splitter(name)(text) == pretokenize(text, name), name
 
 
 def test_splitter_falls_back_to_regex_for_unicode_and_custom_patterns():

@@ -81,6 +81,9 @@ _SAFE_CUT_SPACE_FWD = regex.compile(r"(?<=\p{L}) (?=\p{L})")
 # The same three patterns for pure-ASCII text, for the standard library's `re` (about twice as fast
 # as `regex` here). In ASCII, \p{L} is [A-Za-z], \p{N} is [0-9], and the Unicode White_Space
 # characters are \t \n \v \f \r and the space (`re`'s own \s would also take \x1c-\x1f).
+# GPT-4's possessive ?+ and ++ become plain ? and + (`re` has possessive quantifiers only from
+# Python 3.11): giving back the optional non-letter cannot let [A-Za-z]+ match, and [\r\n]* can
+# always match nothing, so backtracking never finds another split.
 # tests/test_tokenizers.py checks that each gives the same pieces as its Unicode original on every
 # string of one or two ASCII characters and on random ASCII text.
 _WS = r"\t\n\x0b\x0c\r "
@@ -90,7 +93,7 @@ _ASCII_PATTERNS: dict[str, str] = {
         rf"""[{_WS}]+(?![^{_WS}])|[{_WS}]+"""
     ),
     GPT4_PATTERN: (
-        rf"""'(?i:[sdmt]|ll|ve|re)|[^\r\nA-Za-z0-9]?+[A-Za-z]+|[0-9]{{1,3}}| ?[^{_WS}A-Za-z0-9]++[\r\n]*|"""
+        rf"""'(?i:[sdmt]|ll|ve|re)|[^\r\nA-Za-z0-9]?[A-Za-z]+|[0-9]{{1,3}}| ?[^{_WS}A-Za-z0-9]+[\r\n]*|"""
         rf"""[{_WS}]*[\r\n]|[{_WS}]+(?![^{_WS}])|[{_WS}]+"""
     ),
     SMOLLM_PATTERN: (
