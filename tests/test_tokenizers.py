@@ -562,7 +562,8 @@ def test_unigram_prune_keeps_characters_and_the_fraction():
 @given(ANY_TEXT)
 def test_sentencepiece_normalization_is_lossless(text):
     norm = sp_normalize(text)
-    assert " " not in norm and sp_denormalize(norm) == text
+    # Lossless except for a "▁" already in the text: it comes back as a space (SentencePiece too).
+    assert " " not in norm and sp_denormalize(norm) == text.replace("\u2581", " ")
     assert "".join(sp_split(norm)) == norm
 
 

@@ -343,7 +343,8 @@ def sp_normalize(text: str, *, add_dummy_prefix: bool = True) -> str:
     With ``add_dummy_prefix`` (SentencePiece's default) one ``▁`` is prepended to a non-empty text, so
     that a word is spelled the same at the start of the text as after a space. Nothing else changes: repeated,
     leading and trailing spaces stay (``remove_extra_whitespaces=False``), so the text can be
-    restored exactly by :func:`sp_denormalize`.
+    restored exactly by :func:`sp_denormalize` — unless it already contains ``▁``, which comes back
+    as a space, as it does in SentencePiece.
 
     Example:
         >>> sp_normalize("Hello  world")
