@@ -517,5 +517,20 @@ def test_generated_ids_are_ordinary_tensors_usable_for_training(small_gpt):
     assert seen == [False, False, False]
     model = GPT(small_gpt.config).train()
     loss = model(out[:, :-1], out[:, 1:])[1]
-    loss.backward()  # would raise "Inference tensors cannot be saved for backward" on an inference tensor
+    loss.backward()
     assert model.wte.weight.grad is not None
+
+
+def test_decoding_leaves_no_inference_tensors_in_the_model():
+    """RoPE's cos/sin cache first grows during decoding here; a later compiled training step saves
+    it for backward, which an inference-mode tensor would not allow."""
+    _ = torch.manual_seed(0)
+    config = GPTConfig(vocab_size=40, block_size=16, n_layer=1, n_head=2, n_embd=16, position="rope")
+    model = GPT(config).eval()
+    generate(model, torch.tensor([[1, 2]]), 4)
+    buffers = [b for b in model.buffers() if b.numel()]
+    assert buffers and not any(b.is_inference() for b in buffers)
+    model.train()
+    step = torch.compile(lambda x: model(x[:, :-1], x[:, 1:])[1], backend="aot_eager")
+    step(torch.randint(0, 40, (2, 9))).backward()
+    assert all(p.grad is not None for p in model.parameters())

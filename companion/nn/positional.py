@@ -430,9 +430,13 @@ class RotaryEmbedding(nn.Module):
             return
         if self.cos_cached.shape[0] and self.cos_cached.shape[0] < n:
             size = max(size, 2 * self.cos_cached.shape[0])  # amortized growth
-        angles = torch.arange(size, dtype=torch.float64, device=device)[:, None] * self.inv_freq.to(device)
-        self.cos_cached = angles.cos().float()
-        self.sin_cached = angles.sin().float()
+        # Ordinary tensors even when the cache grows during decoding under torch.inference_mode: an
+        # inference-mode buffer left in the module would break a later training step.
+        with torch.inference_mode(False):
+            positions = torch.arange(size, dtype=torch.float64, device=device)
+            angles = positions[:, None] * self.inv_freq.to(device)
+            self.cos_cached = angles.cos().float()
+            self.sin_cached = angles.sin().float()
 
     def cos_sin(
         self, positions: torch.Tensor | int, t: int | None = None, *, device: torch.device | None = None
