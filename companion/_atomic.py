@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -23,7 +23,7 @@ def atomic_open(path: str | Path, mode: str = "w", *, encoding: str | None = "ut
     The parent directory is created if needed. On success the data are flushed to disk before the
     rename (and the rename itself is made durable where the OS allows); on an exception the
     temporary file is removed and ``path`` is left untouched. The new file gets the usual
-    permissions (``0o666`` minus the umask), not ``mkstemp``'s owner-only ``0o600``.
+    permissions (``0o666`` minus the umask), not the owner-only ``0o600`` of ``tempfile.mkstemp``.
 
     Args:
         path: the destination.
@@ -34,15 +34,14 @@ def atomic_open(path: str | Path, mode: str = "w", *, encoding: str | None = "ut
         raise ValueError(f"mode: expected 'w' or 'wb', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    # O_EXCL: never open an existing file; mode 0o666: the kernel applies the umask, as for open().
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

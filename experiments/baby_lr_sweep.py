@@ -85,14 +85,15 @@ def merge(path: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
     new = {run_key(r): r for r in data["runs"]}
     new.update({run_key(r): r for r in runs})
     data["runs"] = [new[k] for k in sorted(new)]
-    data["provenance"] = {
-        "script": "experiments/baby_lr_sweep.py",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "threads_per_run": 1,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
+    data.setdefault("provenance", {}).update(  # keeps fields such as a note on how runs were made
+        {
+            "script": "experiments/baby_lr_sweep.py",
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "machine": platform.machine(),
+            "threads_per_run": 1,
+        }
+    )
     with atomic_open(path, "w") as f:
         json.dump(data, f, indent=1)
         f.write("\n")

@@ -386,6 +386,7 @@ def test_cli_best_checkpoint_survives_a_resume_that_gets_worse(tmp_path, monkeyp
     args += ["--batch_size=2", "--eval_interval=2", "--warmup_iters=1", "--no_progress", "--threads=1"]
     args += ["--final_eval_iters=0", "--out_dir", str(tmp_path), "--results", str(tmp_path / "r.json")]
     assert cli.main([*args, "--max_iters=4"]) == 0
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["step"] == 4  # refreshed at the new low
     saved = (tmp_path / "best.pt").read_bytes()
     best = {"iter": 4, "train_loss": 3.0, "val_loss": 1.0}
     assert json.loads((tmp_path / "r.json").read_text())["best"] == best
@@ -394,6 +395,13 @@ def test_cli_best_checkpoint_survives_a_resume_that_gets_worse(tmp_path, monkeyp
     assert [e["val"] for e in result["eval"]] == [2.0, 1.0, 1.5]
     assert result["best"] == best
     assert (tmp_path / "best.pt").read_bytes() == saved  # not replaced by the worse step-6 checkpoint
+    # Without best.pt (a run from before it existed), the history's low is not claimed: the next
+    # evaluation writes one.
+    (tmp_path / "best.pt").unlink()
+    scripted = iter([1.2])
+    assert cli.main([*args, "--max_iters=8", "--resume"]) == 0
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["step"] == 8
+    assert json.loads((tmp_path / "r.json").read_text())["best"]["iter"] == 8
 
 
 def test_committed_baby_run_has_the_reference_config_and_reaches_nanogpt_loss():
@@ -448,13 +456,14 @@ def test_baby_lr_sweep_results_back_the_preset():
     ours = [r["val_loss_200_batches"] for r in sweep["runs"] if r["lr"] == 1e-3 and r["decay_embeddings"]]
     assert len(ref) == len(ours) == 8
     assert abs(sum(ours) / 8 - sum(ref) / 8) < 0.01
+    assert abs(sum(ours) / 8 - 1.88) <= 0.05  # the curriculum's reference run: 1.88 ± 0.05
     # the preset's learning rate is the sweep's best, and every seed at it reaches nanoGPT's 1.88
     means = {lr: sum(v) / len(v) for lr, v in by_lr.items()}
     assert len(means) >= 5 and min(means, key=means.get) == run.lr
     assert max(by_lr[run.lr]) <= 1.88 and len(by_lr[run.lr]) >= 4
 
 
-def test_baby_lr_sweep_script_parses_seeds_and_merges_runs(tmp_path):
+def test_baby_lr_sweep_script_parses_seeds_and_merges_runs(tmp_path, capsys):
     sweep = _load_sweep_script()
     assert sweep.parse_seeds("1337-1340") == [1337, 1338, 1339, 1340]
     assert sweep.parse_seeds("1,5,9") == [1, 5, 9]
@@ -466,8 +475,13 @@ def test_baby_lr_sweep_script_parses_seeds_and_merges_runs(tmp_path):
     sweep.merge(out, [{**run, "val_loss_200_batches": 1.8}, {**run, "seed": 2}])  # replaces seed 1
     data = json.loads(out.read_text())
     assert [(r["seed"], r["val_loss_200_batches"]) for r in data["runs"]] == [(1, 1.8), (2, 1.9)]
-    with pytest.raises(SystemExit):
-        sweep.main(["--lrs", "-1e-3", "--out", str(out)])
+    data["provenance"]["note"] = "kept"
+    out.write_text(json.dumps(data))
+    assert sweep.merge(out, [])["provenance"]["note"] == "kept"  # a rerun keeps the committed notes
+    for bad in ("--lrs=-1e-3", "--lrs=0"):
+        with pytest.raises(SystemExit):
+            sweep.main([bad, "--out", str(out)])
+        assert "must be positive" in capsys.readouterr().err
 
 
 def test_tensor_and_activation_bytes():

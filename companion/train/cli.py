@@ -10,7 +10,7 @@ Examples::
 
 ``--key=value`` sets a field of the model's :class:`~companion.models.gpt.GPTConfig` or of the run's
 :class:`~companion.train.trainer.TrainConfig` (nanoGPT's style). A checkpoint is written atomically to
-``--out_dir`` at every evaluation (``ckpt.pt``, for ``--resume``), and copied to ``best.pt`` whenever
+``--out_dir`` at every evaluation (``ckpt.pt``, for ``--resume``), and also to ``best.pt`` whenever
 the validation loss is the lowest so far; ``--results FILE.json`` records the configuration, the losses, the
 wall time and samples for the book.
 """
@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import json
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     # The lowest validation loss so far; after --resume, from the restored evaluation history, so
     # that best.pt is never replaced by a worse checkpoint.
     evals = [e for e in trainer.history["eval"] if "val" in e]
-    low = min(evals, key=lambda e: e["val"], default=None)
+    low = min(evals, key=lambda e: e["val"], default=None) if (out_dir / "best.pt").exists() else None
     best: dict[str, Any] = (
         {} if low is None else {"iter": low["iter"], "train_loss": low["train"], "val_loss": low["val"]}
     )
@@ -154,12 +153,14 @@ def main(argv: list[str] | None = None) -> int:
             samples.append({"iter": trainer.step, "text": text})
             nan = float("nan")
             print(f"step {trainer.step}: train {ev.get('train', nan):.4f}, val {ev.get('val', nan):.4f}")
-            trainer.save(ckpt)
             # nanoGPT's small-data configs keep the checkpoint with the lowest validation loss
             # (always_save_checkpoint = False): these models overfit tiny Shakespeare late in the run.
+            # best.pt is written (atomically) before ckpt.pt: a run stopped in between resumes from
+            # the previous ckpt.pt, whose history does not yet name this evaluation as the best.
             if ev.get("val", nan) < best.get("val_loss", float("inf")):
                 best = {"iter": trainer.step, "train_loss": ev["train"], "val_loss": ev["val"]}
-                shutil.copyfile(ckpt, out_dir / "best.pt")
+                trainer.save(out_dir / "best.pt")
+            trainer.save(ckpt)
     wall = time.perf_counter() - start
     # The periodic evaluations average eval_iters batches (nanoGPT's noisy estimate); the final one
     # uses final_eval_iters batches of each split for a precise number.
