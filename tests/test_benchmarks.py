@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests._scripts import load_script
+
 pytest.importorskip("transformers")
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpt_train.py"
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("gpt_train_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/gpt_train.py")
 
 
 def test_speedup_is_the_median_of_per_round_ratios():

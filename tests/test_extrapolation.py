@@ -9,7 +9,6 @@ by running the script on its tiny ``--smoke`` configuration.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -29,18 +28,14 @@ from companion.extrapolation import (
     train_lm,
 )
 from companion.testing import assert_causal
+from tests._scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHED = ROOT / "experiments" / "results" / "length_extrapolation.json"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "length_extrapolation_script", ROOT / "experiments" / "length_extrapolation.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/length_extrapolation.py")
 
 
 def _structure(result: dict) -> dict:

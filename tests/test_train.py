@@ -47,6 +47,7 @@ from companion.train import (
     underflow_fraction,
 )
 from companion.train import checkpoint as checkpoint_module
+from tests._scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
@@ -430,12 +431,7 @@ def test_committed_baby_run_has_the_reference_config_and_reaches_nanogpt_loss():
 
 
 def _load_sweep_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("baby_lr_sweep", ROOT / "experiments" / "baby_lr_sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/baby_lr_sweep.py")
 
 
 def test_baby_lr_sweep_results_back_the_preset():

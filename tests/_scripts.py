@@ -1,0 +1,18 @@
+"""Load a script of the repository (benchmarks/, experiments/) as a module, for its tests."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative_path: str) -> ModuleType:
+    """The module defined by ``ROOT / relative_path``, executed afresh (its ``main`` is not run)."""
+    path = ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
