@@ -166,6 +166,55 @@ def test_seed_everything_deterministic_flag(monkeypatch):
 
 
 # --------------------------------------------------------------------------------------------------
+# reproducible: the known numerics state every chapter's setup cell starts from
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_numerics():
+    before = (
+        torch.get_num_threads(),
+        torch.get_default_dtype(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    yield
+    torch.set_num_threads(before[0])
+    torch.set_default_dtype(before[1])
+    torch.use_deterministic_algorithms(before[2], warn_only=before[3])
+
+
+def test_reproducible_sets_seeds_threads_dtype_and_algorithms(restore_numerics):
+    torch.set_default_dtype(torch.float64)
+    torch.use_deterministic_algorithms(False)
+    state = dev.reproducible(5, threads=2)
+    assert torch.get_num_threads() == 2 and torch.get_default_dtype() is torch.float32
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.is_deterministic_algorithms_warn_only_enabled()  # a warning, never a crash on a GPU
+    first = _draw()
+    dev.reproducible(5, threads=2)
+    assert _draw() == first
+    expected = "numerics: seed 5 (Python, NumPy, torch) · 2 torch threads · float32 by default"
+    assert str(state) == repr(state) == f"{expected} · deterministic algorithms"
+    off = dev.reproducible(0, deterministic=False)
+    assert not torch.are_deterministic_algorithms_enabled() and torch.get_num_threads() == 1
+    assert str(off).endswith("· 1 torch thread · float32 by default · fastest algorithms")
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.0, True, "2"])
+def test_reproducible_rejects_bad_thread_counts(threads, restore_numerics):
+    with pytest.raises(ValueError, match=r"threads: expected a positive int, got"):
+        dev.reproducible(0, threads=threads)
+
+
+def test_reproducible_rejects_bad_seed_and_flag(restore_numerics):
+    with pytest.raises(ValueError, match="seed"):
+        dev.reproducible(-1)
+    with pytest.raises(TypeError, match=r"deterministic: expected True or False, got 1"):
+        dev.reproducible(0, deterministic=1)
+
+
+# --------------------------------------------------------------------------------------------------
 # low precision attention: compare with an fp32 run of the same code (bf16 atol/rtol 2e-2)
 # --------------------------------------------------------------------------------------------------
 
