@@ -20,3 +20,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip_gpu)
+
+
+# --------------------------------------------------------------------------------------------------
+# Grader proofs: which check caught each mutant (tests/test_grading.py records it; works under xdist,
+# where the reports carry their user_properties to the controlling process).
+# --------------------------------------------------------------------------------------------------
+
+_PROOFS: dict[str, dict[str, list[str]]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "call":
+        return
+    for key, value in report.user_properties:
+        if key == "mutants_caught_by":
+            _PROOFS[report.nodeid.rsplit("[", 1)[-1].rstrip("]")] = value
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not _PROOFS:
+        return
+    n_mutants = sum(len(m) for m in _PROOFS.values())
+    rejected = sum(bool(checks) for m in _PROOFS.values() for checks in m.values())
+    terminalreporter.write_sep("-", "grader proofs")
+    terminalreporter.write_line(
+        f"{rejected} of {n_mutants} mutants of {len(_PROOFS)} exercises rejected by a check's assertion"
+        + ("" if config.getoption("verbose") > 0 else " (-v lists the checks that caught each)")
+    )
+    if config.getoption("verbose") > 0:
+        for exercise_id in sorted(_PROOFS):
+            for mutant, checks in _PROOFS[exercise_id].items():
+                caught = "; ".join(checks) if checks else "NOT CAUGHT"
+                terminalreporter.write_line(f"  {exercise_id} · {mutant}: {caught}")

@@ -40,15 +40,66 @@ def test_reference_passes_every_check(exercise_id):
     assert report.passed == len(ex.checks)
 
 
+def _proof(ex, mutants: list[tuple]) -> tuple[dict[str, list[str]], list[str]]:
+    """For each mutant, the checks whose assertion rejected it, and what is wrong with the proof.
+
+    A mutant counts only when a check's assertion rejects it: one that merely crashes (a shape error,
+    a missing attribute) proves nothing about the checks.
+    """
+    caught_by, problems = {}, []
+    for i, mutant in enumerate(mutants, 1):
+        name = f"{i}: " + " + ".join(m.__name__ for m in mutant)  # numbered: lambdas share a name
+        report = run_checks(ex, *mutant)
+        caught_by[name] = [r.name for r in report.results if r.status == "failed"]
+        if not report.attempted:
+            problems.append(f"{name}: reported as not attempted")
+        elif report.ok:
+            problems.append(f"{name}: passed every check")
+        elif not caught_by[name]:
+            crashes = "; ".join(f"{r.name}: {r.message}" for r in report.results if r.status == "error")
+            problems.append(f"{name}: no check rejected it, it only crashed ({crashes})")
+    return caught_by, problems
+
+
 @pytest.mark.parametrize("exercise_id", IDS)
-def test_at_least_three_mutants_each_fail(exercise_id):
+def test_at_least_three_mutants_each_rejected_by_a_check(exercise_id, record_property):
+    """Which checks caught each mutant is recorded for the terminal summary (``-v`` lists them)."""
     mutants = _mutants(exercise_id)
     assert len(mutants) >= 3, f"{exercise_id} has {len(mutants)} mutants; at least 3 are required"
-    ex = get_exercise(exercise_id)
-    for mutant in mutants:
-        report = run_checks(ex, *mutant)
-        assert report.attempted
-        assert not report.ok, f"mutant {[m.__name__ for m in mutant]} passed every check of {exercise_id}"
+    caught_by, problems = _proof(get_exercise(exercise_id), mutants)
+    record_property("mutants_caught_by", caught_by)
+    assert not problems, f"{exercise_id}:\n  " + "\n  ".join(problems)
+
+
+def test_a_mutant_that_only_crashes_does_not_count():
+    from companion.grading.checks import expect
+    from companion.grading.registry import Exercise
+
+    toy = Exercise("toy.double", "double a number", ("double",), (lambda x: 2 * x,), "def double(x): ...")
+
+    @toy.check("double(3) == 6")
+    def _six(fn):
+        expect(fn(3) == 6, f"double(3): expected 6, got {fn(3)}")
+
+    def wrong(x):
+        return x + 2
+
+    def crashes(x):
+        raise TypeError("unsupported operand")
+
+    def right(x):
+        return x * 2
+
+    def stub(x):
+        raise NotImplementedError
+
+    caught_by, problems = _proof(toy, [(wrong,), (crashes,), (right,), (stub,)])
+    assert caught_by == {"1: wrong": ["double(3) == 6"], "2: crashes": [], "3: right": [], "4: stub": []}
+    assert problems == [
+        "2: crashes: no check rejected it, it only crashed (double(3) == 6: TypeError: unsupported operand)",
+        "3: right: passed every check",
+        "4: stub: reported as not attempted",
+    ]
 
 
 @pytest.mark.parametrize("exercise_id", IDS)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["expect", "expect_close", "expect_raises", "expect_tensor"]
+__all__ = ["expect", "expect_close", "expect_no_error", "expect_raises", "expect_tensor"]
+
+T = TypeVar("T")
 
 
 def expect(condition: bool, message: str) -> None:
@@ -63,3 +65,18 @@ def expect_raises(exc_type: type[BaseException], fn: Callable[[], Any], what: st
             f"{what}: expected {exc_type.__name__}, got {type(exc).__name__}: {exc}"
         ) from None
     raise AssertionError(f"{what}: expected {exc_type.__name__}, but nothing was raised")
+
+
+def expect_no_error(fn: Callable[[], T], what: str) -> T:
+    """Call ``fn()`` and return its result; an exception fails the check, naming ``what`` was expected.
+
+    For checks whose point is that an edge case must not crash (an empty input, a length the model
+    cannot run): the crash is then the wrong answer, reported as a failed check with the exception,
+    not as an error in the check. ``NotImplementedError`` propagates untouched (an unfilled stub).
+    """
+    try:
+        return fn()
+    except NotImplementedError:
+        raise
+    except Exception as exc:
+        raise AssertionError(f"{what}; instead it raised {type(exc).__name__}: {exc}") from None

@@ -86,11 +86,22 @@ def _bv_sum(candidate):
     )
 
 
+def _expect_real_variance(value: float, floor: float, what: str) -> None:
+    # An absolute floor, not only a comparison: a variance of rounding noise (1e-30, when every training
+    # set is the same) would otherwise pass relative comparisons by chance.
+    expect(
+        value > floor,
+        f"{what}: variance {value:.4g}, expected well above rounding noise (> {floor:g}; the reference "
+        "gets about 4 times that) — are the training sets really drawn afresh from rng each repetition?",
+    )
+
+
 @BIAS_VARIANCE.check("degree 0 has the larger bias², degree 12 the larger variance (n_train = 50)")
 def _bv_degrees(candidate):
     low = _run(candidate, _poly(0), 0.3, 50, 300, 2)
     high = _run(candidate, _poly(12), 0.3, 50, 300, 2)
     expect(low["bias2"] > high["bias2"], f"bias2: degree 0 {low['bias2']:.4g}, degree 12 {high['bias2']:.4g}")
+    _expect_real_variance(high["variance"], 0.04, "degree 12, 50 points")
     expect(
         high["variance"] > low["variance"],
         f"variance: degree 0 {low['variance']:.4g}, degree 12 {high['variance']:.4g}",
@@ -101,6 +112,7 @@ def _bv_degrees(candidate):
 def _bv_n_train(candidate):
     small = _run(candidate, _poly(5), 0.3, 20, 300, 3)
     large = _run(candidate, _poly(5), 0.3, 200, 300, 3)
+    _expect_real_variance(small["variance"], 0.02, "degree 5, 20 points")
     expect(
         large["variance"] < 0.5 * small["variance"],
         f"variance with 20 points {small['variance']:.4g}, with 200 points {large['variance']:.4g}",

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from companion.extrapolation import length_extrapolation
-from companion.grading.checks import expect, expect_close, expect_raises, expect_tensor
+from companion.grading.checks import expect, expect_close, expect_no_error, expect_raises, expect_tensor
 from companion.grading.registry import Exercise, register
 from companion.nn.positional import (
     LearnedPositionalEmbedding,
@@ -521,7 +521,10 @@ def _extra_uniform(fn):
 
 @EXTRAPOLATION.check("a length the model cannot run is reported as None, not a crash")
 def _extra_unsupported(fn):
-    got = _ppl(fn, _FixedLM(max_len=16), _stream(), [8, 16, 32, 64])
+    got = expect_no_error(
+        lambda: _ppl(fn, _FixedLM(max_len=16), _stream(), [8, 16, 32, 64]),
+        "lengths beyond the model's max_len=16 must be reported as None",
+    )
     expect(got[32] is None and got[64] is None, f"lengths beyond max_len=16 should be None, got {got}")
     expect(got[8] is not None and got[16] is not None, f"lengths ≤ 16 are supported, got {got}")
     expect(all(math.isfinite(float(got[L])) for L in (8, 16)), f"perplexities must be finite, got {got}")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from companion.data.augment import eda
-from companion.grading.checks import expect, expect_close, expect_tensor
+from companion.grading.checks import expect, expect_close, expect_no_error, expect_tensor
 from companion.grading.registry import Exercise, register
 from companion.regularization.inverted_dropout import dropout
 from companion.regularization.linear import lasso, ridge
@@ -375,7 +375,8 @@ def _text_edges(eda_fn):
     for op in ("synonym", "insert"):
         expect(_eda(eda_fn, plain, [op], 0) == plain, f"{op}: a sentence without synonyms must not change")
     for op in ("synonym", "insert", "delete", "swap"):
-        expect(_eda(eda_fn, "", [op], 0) == "", f"{op}: the empty sentence must be returned as is")
+        what = f"{op}: the empty sentence must be returned as is"
+        expect(expect_no_error(lambda op=op: _eda(eda_fn, "", [op], 0), what) == "", what)
 
 
 # --------------------------------------------------------------------------------------------------

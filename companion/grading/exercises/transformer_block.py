@@ -270,12 +270,16 @@ def _sequential_ffn(d, d_ff, act_module):
 
 @FFN.check("matches torch Sequential(Linear, act, Linear) with copied weights (float64 1e-12)")
 def _ffn_torch(ffn_fn, ffn_params_fn):
-    for act_fn, act_module in ((F.gelu, nn.GELU()), (F.relu, nn.ReLU()), (torch.tanh, nn.Tanh())):
-        seq = _sequential_ffn(8, 20, act_module)
-        x = _f64(3, 5, 8)
+    # d_ff = d first: there a transposed weight is a wrong value rather than a shape error.
+    cases = [(8, 8, F.gelu, nn.GELU()), (8, 20, F.gelu, nn.GELU())]
+    cases += [(8, 20, F.relu, nn.ReLU()), (8, 20, torch.tanh, nn.Tanh())]
+    for d, d_ff, act_fn, act_module in cases:
+        seq = _sequential_ffn(d, d_ff, act_module)
+        x = _f64(3, 5, d)
         W1, b1, W2, b2 = seq[0].weight.T, seq[0].bias, seq[2].weight.T, seq[2].bias
         with torch.no_grad():
-            expect_close(ffn_fn(x, W1, b1, W2, b2, act_fn), seq(x), f"ffn with {act_module}", atol=1e-12)
+            got = ffn_fn(x, W1, b1, W2, b2, act_fn)
+            expect_close(got, seq(x), f"ffn with {act_module}, d = {d}, d_ff = {d_ff}", atol=1e-12)
 
 
 @FFN.check("position-wise: applying it token by token equals the batched call")
@@ -429,7 +433,10 @@ def _copy_from_encoder_layer(block: nn.Module, layer: nn.TransformerEncoderLayer
 def _randomize_norms(block: nn.Module) -> None:
     with torch.no_grad():
         for m in block.modules():
-            if isinstance(m, nn.LayerNorm) or type(m).__name__.endswith("Norm"):
+            # A norm layer: torch's or one of the learner's own, by name (never the block itself, whose
+            # class name may end in "Norm" too).
+            is_norm = isinstance(m, nn.LayerNorm) or type(m).__name__.endswith("Norm")
+            if m is not block and is_norm and isinstance(getattr(m, "weight", None), torch.Tensor):
                 m.weight.copy_(1 + 0.5 * torch.randn_like(m.weight))
                 if getattr(m, "bias", None) is not None:
                     m.bias.copy_(0.5 * torch.randn_like(m.bias))
