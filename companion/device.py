@@ -77,10 +77,13 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
     ``with default_dtype(torch.float64): model = GPT(config)`` draws the initial weights in float64
     itself, rather than drawing float32 weights and casting them (``model.double()``). The difference
-    matters for reproducibility: torch's CPU ``normal_`` draws float32 numbers with vectorized code on
-    AVX2/AVX-512 machines and scalar code elsewhere, which round differently in the last bits, while
-    its float64 draws are the same on every CPU. The previous default is restored on exit, also after
-    an exception.
+    matters for reproducibility. torch's CPU ``normal_`` draws float32 numbers with vectorized code on
+    AVX2/AVX-512 machines and scalar code elsewhere, and ``uniform_(a, b)`` (``nn.Linear``'s default
+    initialization) fuses a multiply and an add where its kernel is compiled for AVX2: so the same seed
+    gives initial weights that differ in the last bit between CPUs. Cast to float64, a float32 draw keeps
+    that difference (about 1e-8 relative), which a training run amplifies; drawn in float64, ``normal_``
+    is bit-identical everywhere and ``uniform_`` differs by 1e-16 at most. The previous default is
+    restored on exit, also after an exception.
 
     Raises:
         TypeError: if ``dtype`` is not a floating-point ``torch.dtype``.
