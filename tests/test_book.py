@@ -1,15 +1,20 @@
 """Static checks of the book's conventions (DESIGN §2–§4): every ToC entry exists, notebooks are stored
-executed and byte-stable, each chapter follows the arc, and the code is ruff clean."""
+executed and byte-stable, their stored outputs hold nothing of the machine that ran them, each chapter
+follows the arc, and the code is ruff clean."""
 
 from __future__ import annotations
 
 import json
+import platform
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").rglob("*.ipynb"))
@@ -57,6 +62,70 @@ def test_notebook_is_stored_executed_without_timestamps(nb_path):
     assert counts == list(range(1, len(code) + 1)), "cells were executed out of order"
 
 
+# What a stored output must never hold (CONTRIBUTING.md, "The numerics contract"): it is compared on other
+# machines and shown to every reader.
+_ABSOLUTE_PATH = re.compile(r"(?:^|[\s'\"(=\[])((?:/(?:[\w.+-]+/)+[\w.+-]*)|(?:[A-Za-z]:\\[^\s'\"]+))")
+_WARNING = re.compile(r"\b\w*Warning\b|\bwarnings\.warn\b")
+_PROGRESS = re.compile(r"\d+(?:\.\d+)?(?:it/s|s/it)|\[\d\d:\d\d<")
+
+
+def _environment_strings() -> list[str]:
+    versions = {platform.python_version(), torch.__version__.split("+")[0], np.__version__}
+    names = {socket.gethostname(), str(Path.home()), sys.prefix, sys.executable}
+    return sorted(v for v in versions | names if len(v) >= 4)
+
+
+def environment_leaks(text: str, *, ignored_cell: bool, environment: list[str] | None = None) -> list[str]:
+    """What in one stored output depends on the machine that executed it (empty: nothing).
+
+    Paths, warnings, this machine's versions and names are never allowed; progress-bar rates and
+    timers only in a cell marked ``NBVAL_IGNORE_OUTPUT``.
+    """
+    found = [f"absolute path {m.group(1)!r}" for m in _ABSOLUTE_PATH.finditer(text)]
+    found += [f"warning {m.group(0)!r}" for m in _WARNING.finditer(text)]
+    found += [f"this machine's {s!r}" for s in (environment or []) if s in text]
+    if not ignored_cell:
+        found += [f"a progress bar or rate {m.group(0)!r}" for m in _PROGRESS.finditer(text)]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("text", "ignored", "expected"),
+    [
+        ("loss 2.345 after 100 steps; 3/4 of 12 tokens/s", False, []),
+        ("see https://arxiv.org/abs/2002.04745 and notebooks/llm/x.ipynb", False, []),
+        ("/usr/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress", True, 2),
+        ("wrote C:\\Users\\me\\out.json", False, 1),
+        ("train: 50%|█████ | 50/100 [00:02<00:02, 21.3it/s]", False, 2),
+        ("train: 50%|█████ | 50/100 [00:02<00:02, 21.3it/s]", True, []),
+        ("UserWarning: the default will change", False, 1),
+        ("running torch 9.9.9 on host-x", False, 2),
+    ],
+)
+def test_environment_leaks_finds_what_it_should(text, ignored, expected):
+    found = environment_leaks(text, ignored_cell=ignored, environment=["9.9.9", "host-x"])
+    assert (found == expected) if isinstance(expected, list) else len(found) == expected, found
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_outputs_hold_nothing_of_the_machine(nb_path):
+    environment = _environment_strings()
+    problems = []
+    code = [c for c in _cells(nb_path) if c["cell_type"] == "code"]
+    for i, cell in enumerate(code):
+        ignored = "NBVAL_IGNORE_OUTPUT" in _source(cell)
+        for out in cell.get("outputs", []):
+            text = out.get("text") or out.get("data", {}).get("text/plain", "") or out.get("evalue", "")
+            text = "".join(text) if isinstance(text, list) else text
+            if out.get("output_type") == "stream" and out.get("name") == "stderr" and not ignored:
+                problems.append(f"cell {i}: stores stderr {text[:80]!r}")
+            problems += [
+                f"cell {i}: {leak}"
+                for leak in environment_leaks(text, ignored_cell=ignored, environment=environment)
+            ]
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_follows_the_chapter_arc(nb_path):
     cells = _cells(nb_path)
@@ -64,6 +133,10 @@ def test_notebook_follows_the_chapter_arc(nb_path):
     assert re.match(r"^# .+\(.+\)", first_md), "first cell: '# Title (中文)'"
     first_code = next(_source(c) for c in cells if c["cell_type"] == "code")
     assert 'find_spec("companion") is None' in first_code, "first code cell must be the Colab install cell"
+    setup = [_source(c) for c in cells if c["cell_type"] == "code"][1]
+    assert "print(reproducible(seed=" in setup, (
+        "the setup cell states its numerics: print(reproducible(seed=...))"
+    )
     code = "\n".join(_source(c) for c in cells if c["cell_type"] == "code")
     markdown = "\n".join(_source(c) for c in cells if c["cell_type"] == "markdown")
     assert re.search(r"^\s*assert ", code, flags=re.M), "no assert: chapters verify against a reference"
