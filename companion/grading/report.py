@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from companion.grading.registry import Exercise, get_exercise
@@ -73,11 +76,26 @@ class GradeReport:
     __repr__ = __str__
 
 
-def _run_one(fn: Callable[..., None], candidates: tuple[Any, ...]) -> tuple[Status, str]:
-    # Each check runs on a forked, freshly seeded RNG: the report is deterministic and the learner's
-    # own random stream is left exactly as it was.
+@contextmanager
+def _seeded_generators() -> Iterator[None]:
+    """Seed torch's, Python's and NumPy's global generators for one check, then restore all three."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()  # noqa: NPY002
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_SEED)
+        random.seed(_SEED)
+        np.random.seed(_SEED)  # noqa: NPY002 (a candidate may draw from the legacy global generator)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)  # noqa: NPY002
+
+
+def _run_one(fn: Callable[..., None], candidates: tuple[Any, ...]) -> tuple[Status, str]:
+    # Each check runs on forked, freshly seeded generators (torch's, Python's and NumPy's): the report
+    # is deterministic, even for a candidate that draws from a global generator, and the learner's own
+    # random streams are left exactly as they were.
+    with _seeded_generators():
         try:
             fn(*candidates)
         except NotImplementedError:
