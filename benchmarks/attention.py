@@ -4,7 +4,7 @@ Compares, forward and forward+backward, for a few shapes ``(B, H, T, d_h)``:
 
 * ``companion.nn.attention.scaled_dot_product_attention`` (explicit softmax, returns the weights) vs
   ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels), without a mask and causal;
-* ``companion.nn.attention.MultiHeadAttention`` with ``fused=False`` and ``fused=True`` vs
+* ``companion.nn.attention.MultiHeadAttention`` with ``kernel="explicit"`` and ``kernel="sdpa"`` vs
   ``torch.nn.MultiheadAttention(batch_first=True)`` (``need_weights=False``), self-attention.
 
 Times are medians from ``torch.utils.benchmark.Timer.blocked_autorange``; the ratio is ours / torch
@@ -76,7 +76,7 @@ def _mha_pair(d: int, h: int, x: torch.Tensor, fused: bool):
     torch.manual_seed(0)
     peer_mod = nn.MultiheadAttention(d, h, batch_first=True, device=x.device, dtype=x.dtype).eval()
     ours_mod = MultiHeadAttention.from_torch(peer_mod).eval()
-    ours_mod.fused = fused
+    ours_mod.kernel = "sdpa" if fused else "explicit"
 
     def ours() -> torch.Tensor:
         return ours_mod(x)[0]

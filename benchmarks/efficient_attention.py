@@ -58,7 +58,7 @@ class TinyDecoder(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab, d)
         self.attn = nn.ModuleList(
-            GroupedQueryAttention(d, n_heads, n_kv_heads, rotary=rope_half, fused=True, layer_idx=i)
+            GroupedQueryAttention(d, n_heads, n_kv_heads, rotary=rope_half, kernel="sdpa", layer_idx=i)
             for i in range(n_layers)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(n_layers))

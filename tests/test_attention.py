@@ -460,7 +460,7 @@ def test_fused_equals_unfused(case):
     d, h, b, t = 16, 4, 2, 6
     torch.manual_seed(31)
     unfused = MultiHeadAttention(d, h, kv_dim=10 if case == "cross" else None).eval()
-    fused = MultiHeadAttention(d, h, kv_dim=10 if case == "cross" else None, fused=True).eval()
+    fused = MultiHeadAttention(d, h, kv_dim=10 if case == "cross" else None, kernel="sdpa").eval()
     fused.load_state_dict(unfused.state_dict())
     g = _gen(32)
     x = torch.randn(b, t, d, generator=g)
@@ -681,7 +681,7 @@ def test_mha_errors_name_the_argument():
     with pytest.raises(TypeError, match="attn_mask"):
         mha(x, attn_mask=[[True] * 5] * 5)
     for fused in (False, True):
-        mha.fused = fused
+        mha.kernel = "sdpa" if fused else "explicit"
         with pytest.raises(ValueError, match="attn_mask"):
             mha(x, attn_mask=torch.ones(4, 5, dtype=torch.bool))
         with pytest.raises(ValueError, match="attn_mask"):  # together with a key mask, too

@@ -282,7 +282,7 @@ def test_clear_errors():
 def test_block_bf16_autocast_on_gpu():
     torch.manual_seed(0)
     for kw in ({}, {"norm": "rmsnorm", "ffn": "swiglu", "bias": False}):
-        block = TransformerBlock(128, 4, fused=True, **kw).cuda().eval()
+        block = TransformerBlock(128, 4, kernel="sdpa", **kw).cuda().eval()
         x = torch.randn(2, 64, 128, device="cuda")
         with torch.no_grad():
             ref = block(x)

@@ -232,7 +232,7 @@ def _low_precision_attention_check(device: str, dtype: torch.dtype, *, b=2, h=4,
     torch.testing.assert_close(w_lp.float(), w32, rtol=2e-2, atol=2e-2)
 
     torch.manual_seed(1)
-    mha = MultiHeadAttention(h * d_h, h, fused=True, device=device).eval()
+    mha = MultiHeadAttention(h * d_h, h, kernel="sdpa", device=device).eval()
     x = torch.randn(b, t, h * d_h, generator=g).to(device)
     key_mask = torch.ones(b, t, dtype=torch.bool, device=device)
     key_mask[1, t // 2 :] = False

@@ -22,8 +22,6 @@ from companion.nn import masks
 from companion.nn.attention import (
     GroupedQueryAttention,
     MultiHeadAttention,
-    kv_cache_bytes,
-    linformer,
     mean_pool_kv_heads,
     mha_to_gqa,
     repeat_kv,
@@ -36,7 +34,8 @@ from companion.nn.flash import (
     online_softmax,
     peak_memory_bytes,
 )
-from companion.nn.kv_cache import KVCache
+from companion.nn.kv_cache import KVCache, kv_cache_bytes
+from companion.nn.linformer import linformer
 from companion.nn.mla import LatentKVCache, MultiHeadLatentAttention, mla_cache_bytes, rope_half
 
 HYPO = settings(max_examples=25, deadline=None)
@@ -158,7 +157,7 @@ def test_gqa_with_bool_mask_and_additive_bias_matches_sdpa():
         ref = F.scaled_dot_product_attention(q, k, v, attn_mask=float_mask, enable_gqa=True)
         expected = gqa.out_proj(ref.transpose(1, 2).reshape(2, 6, 32))
         got = gqa(x, attn_mask=mask, attn_bias=bias, is_causal=True)[0]
-        gqa.fused = True
+        gqa.kernel = "sdpa"
         fused = gqa(x, attn_mask=mask, attn_bias=bias, is_causal=True)[0]
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
     torch.testing.assert_close(fused, expected, rtol=0, atol=1e-10)
@@ -181,7 +180,7 @@ def test_gqa_weights_and_fully_masked_row():
 @pytest.mark.parametrize("is_causal", [False, True])
 def test_gqa_fused_equals_explicit_on_cpu(is_causal):
     gqa = _gqa(d=48, h=6, g=2, dtype=torch.float32)
-    fused = _gqa(d=48, h=6, g=2, dtype=torch.float32, fused=True)
+    fused = _gqa(d=48, h=6, g=2, dtype=torch.float32, kernel="sdpa")
     fused.load_state_dict(gqa.state_dict())
     x = torch.randn(2, 9, 48, generator=_gen(9))
     with torch.no_grad():
@@ -356,7 +355,9 @@ class TinyLM(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab, d)
         self.attn = nn.ModuleList(
-            GroupedQueryAttention(d, n_heads, n_kv_heads, rotary=rope_half, fused=fused, layer_idx=i)
+            GroupedQueryAttention(
+                d, n_heads, n_kv_heads, rotary=rope_half, kernel="sdpa" if fused else "explicit", layer_idx=i
+            )
             for i in range(n_layers)
         )
         self.norm1 = nn.ModuleList(nn.LayerNorm(d) for _ in range(n_layers))
@@ -824,7 +825,7 @@ def test_mla_cache_arithmetic_deepseek_v2():
 def test_gpu_gqa_fused_bf16_matches_fp32():
     torch.manual_seed(0)
     ref = GroupedQueryAttention(128, 8, 2, device="cuda").eval()
-    fused = GroupedQueryAttention(128, 8, 2, fused=True, device="cuda", dtype=torch.bfloat16).eval()
+    fused = GroupedQueryAttention(128, 8, 2, kernel="sdpa", device="cuda", dtype=torch.bfloat16).eval()
     fused.load_state_dict({k: v.bfloat16() for k, v in ref.state_dict().items()})
     x = torch.randn(2, 256, 128, device="cuda")
     with torch.no_grad():

@@ -291,7 +291,8 @@ class GPTBlock(nn.Module):
         self.ln_1 = _make_norm(c, device, dtype)
         self.attn = GroupedQueryAttention(
             c.n_embd, c.n_head, c.kv_heads, bias=c.bias, dropout=c.dropout, rotary=rotary,
-            fused=c.fused_attention, layer_idx=layer_idx, device=device, dtype=dtype,
+            kernel="sdpa" if c.fused_attention else "explicit", layer_idx=layer_idx, device=device,
+            dtype=dtype,
         )  # fmt: skip
         self.ln_2 = _make_norm(c, device, dtype)
         act = c.activation if c.ffn == "mlp" else None  # SwiGLU keeps its SiLU gate

@@ -1,10 +1,16 @@
-"""Neural-network building blocks: attention and masks (later: positional encodings, norms, FFNs)."""
+"""Neural-network building blocks, one module per idea.
+
+``attention`` (scaled dot-product attention and the one attention module, its kernel chosen by name),
+``masks``, ``positional`` (sinusoidal, learned, RoPE, ALiBi, T5 buckets), ``norms``, ``activations``,
+``ffn``, ``moe``, ``block`` (the one configurable Transformer block), ``kv_cache``, ``flash``
+(FlashAttention's tiling), ``mla`` (multi-head latent attention) and ``linformer``. Models
+(:mod:`companion.models`) are built from these.
+"""
 
 from companion.nn.attention import (
     CrossAttention,
     GroupedQueryAttention,
     MultiHeadAttention,
-    kv_cache_bytes,
     merge_heads,
     scaled_dot_product_attention,
     softmax,
@@ -13,7 +19,7 @@ from companion.nn.attention import (
 from companion.nn.block import TransformerBlock, TransformerStack
 from companion.nn.ffn import FeedForward, GLUFeedForward, make_ffn
 from companion.nn.flash import flash_attention, online_softmax
-from companion.nn.kv_cache import KVCache
+from companion.nn.kv_cache import KVCache, kv_cache_bytes
 from companion.nn.masks import block_sparse, causal, combine, padding, sliding_window
 from companion.nn.mla import MultiHeadLatentAttention
 from companion.nn.moe import MoE

@@ -58,7 +58,8 @@ class TransformerBlock(nn.Module):
         eps: norm epsilon; None keeps the norm's default.
         alpha: DeepNorm's residual weight α (only with ``norm_position="deepnorm"``); apply the
             matching β initialization with :func:`deepnorm_init_`.
-        fused: let the default attention call PyTorch's fused ``scaled_dot_product_attention``.
+        kernel: the default attention's kernel, ``"explicit"`` or ``"sdpa"`` (PyTorch's fused
+            ``scaled_dot_product_attention``); see :class:`~companion.nn.attention.GroupedQueryAttention`.
         device, dtype: where and how to allocate the parameters.
 
     Attributes:
@@ -87,7 +88,7 @@ class TransformerBlock(nn.Module):
         causal: bool = True,
         eps: float | None = None,
         alpha: float = 1.0,
-        fused: bool = False,
+        kernel: str = "explicit",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -119,7 +120,7 @@ class TransformerBlock(nn.Module):
 
         self.ln_1 = new_norm()
         self.attn = (
-            MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias, fused=fused, **kw)
+            MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias, kernel=kernel, **kw)
             if attention is None
             else attention
         )

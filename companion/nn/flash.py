@@ -16,7 +16,7 @@ per query), trading a few extra FLOPs for far less memory traffic.
 
 This module is the readable reference of that algorithm, not a fast kernel: the tiles are ordinary
 PyTorch tensors and Python loops run over them. On a GPU the real kernels are reached through
-``torch.nn.functional.scaled_dot_product_attention`` (or ``GroupedQueryAttention(fused=True)``).
+``torch.nn.functional.scaled_dot_product_attention`` (or ``GroupedQueryAttention(kernel="sdpa")``).
 What the reference does show, on any device, is that the result equals standard attention and that
 no ``T_q × T_k`` tensor is ever allocated (:func:`peak_memory_bytes` measures it).
 """

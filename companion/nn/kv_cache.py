@@ -8,7 +8,7 @@ the prefix, and the memory of the cache is the price::
 
     bytes = 2 (K and V) · L layers · B · G KV heads · T positions · d_h · bytes per element
 
-(:func:`companion.nn.attention.kv_cache_bytes`). Keys are cached *after* any rotary embedding, so a
+(:func:`kv_cache_bytes`). Keys are cached *after* any rotary embedding, so a
 cached key never needs to be rotated again.
 
 Two storage modes:
@@ -24,7 +24,7 @@ import torch
 
 from companion._validate import check_positive_int, check_tensor
 
-__all__ = ["KVCache"]
+__all__ = ["KVCache", "kv_cache_bytes"]
 
 
 class KVCache:
@@ -208,3 +208,41 @@ class KVCache:
             f"KVCache(n_layers={self.n_layers}, batch_size={self.batch_size}, n_kv_heads={self.n_kv_heads}, "
             f"head_dim={self.head_dim}, {mode}, length={self.length}, dtype={self.dtype})"
         )
+
+
+def kv_cache_bytes(
+    n_layers: int,
+    n_kv_heads: int,
+    head_dim: int,
+    *,
+    dtype: torch.dtype = torch.bfloat16,
+    seq_len: int = 1,
+    batch_size: int = 1,
+) -> int:
+    """Bytes of a KV cache: ``2 · L · B · G · T · d_h · bytes(dtype)``.
+
+    The factor 2 counts keys *and* values. With the defaults (one token, batch 1, bf16) this is the
+    per-token figure, e.g. 49 152 B for the GPT-OSS-20B shape (L = 24, G = 8, d_h = 64).
+
+    Args:
+        n_layers: number of attention layers ``L``.
+        n_kv_heads: key/value heads per layer ``G`` (``H`` for MHA, 1 for MQA).
+        head_dim: per-head width ``d_h``.
+        dtype: element type of the cache (bf16/fp16: 2 bytes, fp32: 4, fp8: 1).
+        seq_len: cached positions ``T``.
+        batch_size: sequences ``B``.
+
+    Returns:
+        The size in bytes, an ``int``.
+    """
+    for name, value in (
+        ("n_layers", n_layers),
+        ("n_kv_heads", n_kv_heads),
+        ("head_dim", head_dim),
+        ("seq_len", seq_len),
+        ("batch_size", batch_size),
+    ):
+        check_positive_int(name, value)
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype: expected a torch.dtype such as torch.bfloat16, got {dtype!r}")
+    return 2 * n_layers * batch_size * n_kv_heads * seq_len * head_dim * dtype.itemsize

@@ -80,7 +80,7 @@ class LatentKVCache:
     """Per-layer MLA cache: latents ``c`` ``(B, T, d_c)`` and shared rotary keys ``k^R`` ``(B, T, d_R)``.
 
     It grows by concatenation. ``nbytes`` is ``L · B · T · (d_c + d_R) · bytes`` — compare
-    :func:`companion.nn.attention.kv_cache_bytes` for the per-head caches of MHA/GQA.
+    :func:`companion.nn.kv_cache.kv_cache_bytes` for the per-head caches of MHA/GQA.
     """
 
     def __init__(self, n_layers: int) -> None:

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from companion.grading.exercises.efficient_attention import _ReferenceToyMLA
-from companion.nn.attention import GroupedQueryAttention, kv_cache_bytes, linformer, mean_pool_kv_heads
+from companion.nn.attention import GroupedQueryAttention, mean_pool_kv_heads
+from companion.nn.kv_cache import kv_cache_bytes
+from companion.nn.linformer import linformer
 from companion.nn.masks import block_sparse, sliding_window
 from companion.nn.mla import rope_half
 

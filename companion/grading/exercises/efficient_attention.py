@@ -18,11 +18,11 @@ from companion.grading.registry import Exercise, register
 from companion.nn.attention import (
     GroupedQueryAttention,
     MultiHeadAttention,
-    kv_cache_bytes,
-    linformer,
     mean_pool_kv_heads,
 )
 from companion.nn.flash import TensorAllocationTracker, flash_reference
+from companion.nn.kv_cache import kv_cache_bytes
+from companion.nn.linformer import linformer
 from companion.nn.masks import block_sparse, causal, sliding_window
 from companion.nn.mla import MultiHeadLatentAttention, rope_half
 
