@@ -218,6 +218,26 @@ def test_make_norm():
     assert make_norm("layernorm", 8, bias=False).bias is None
 
 
+@pytest.mark.parametrize("kind", ["layernorm", "rmsnorm"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_fused_flag_computes_the_same_formula(kind, dtype):
+    g = torch.Generator().manual_seed(0)
+    x = (3 * torch.randn(4, 7, 16, generator=g, dtype=torch.float64) + 1).to(dtype)
+    plain, fused = (
+        make_norm(kind, 16, eps=1e-5, dtype=dtype),
+        make_norm(kind, 16, eps=1e-5, fused=True, dtype=dtype),
+    )
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    fused.load_state_dict(plain.state_dict())
+    tol = {torch.float64: 1e-12, torch.float32: 4e-6, torch.bfloat16: 0.1}[dtype]
+    torch.testing.assert_close(fused(x), plain(x), atol=tol, rtol=0 if dtype != torch.bfloat16 else 2e-2)
+    assert fused.fused and not plain.fused and "fused=True" in repr(fused)
+    with pytest.raises(RuntimeError):  # PyTorch's kernel checks the shape itself
+        fused(torch.zeros(2, 15, dtype=dtype))
+
+
 # --------------------------------------------------------------------------------------------------
 # DeepNorm
 # --------------------------------------------------------------------------------------------------

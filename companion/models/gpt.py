@@ -17,6 +17,8 @@ as configuration::
   :class:`companion.nn.attention.GroupedQueryAttention`, with PyTorch's fused
   ``scaled_dot_product_attention`` by default and a :class:`~companion.nn.kv_cache.KVCache` for
   generation;
+* every block is a :class:`companion.nn.block.TransformerBlock` (the one configurable block), with
+  its norms computed by PyTorch's fused kernels;
 * weight tying (``logits = h Eᵀ`` with ``E`` the token-embedding matrix) and GPT-2's initialization
   (``N(0, 0.02²)``, residual projections ``N(0, (0.02/√(2L))²)``).
 
@@ -44,15 +46,13 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from companion._validate import check_positive_int, check_probability, check_tensor
-from companion.nn.attention import GroupedQueryAttention
-from companion.nn.ffn import make_ffn
+from companion.nn.block import TransformerBlock
 from companion.nn.kv_cache import KVCache
-from companion.nn.norms import LayerNorm, RMSNorm
+from companion.nn.norms import LayerNorm, RMSNorm, make_norm
 from companion.nn.positional import ALiBi, LearnedPositionalEmbedding, RotaryEmbedding
 
 __all__ = [
     "GPT",
-    "GPTBlock",
     "GPTConfig",
     "incremental_logits",
     "param_count",
@@ -239,89 +239,35 @@ def param_count(config: GPTConfig) -> int:
     return total
 
 
-class _LayerNorm(LayerNorm):
-    """:class:`companion.nn.norms.LayerNorm` computed by PyTorch's fused kernel.
-
-    Same parameters and the same formula (the tests compare the two); ``F.layer_norm`` is one kernel
-    forward and backward instead of seven element-wise ones, which matters for CPU throughput.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, (self.d,), self.weight, self.bias, self.eps)
+def _norm(config: GPTConfig, device: Any, dtype: Any) -> nn.Module:
+    bias = {"bias": config.bias} if config.norm == "layernorm" else {}
+    return make_norm(
+        config.norm, config.n_embd, config.norm_eps, fused=True, device=device, dtype=dtype, **bias
+    )
 
 
-class _RMSNorm(RMSNorm):
-    """:class:`companion.nn.norms.RMSNorm` computed by ``torch.nn.functional.rms_norm``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (self.d,), self.weight, self.eps)
-
-
-def _make_norm(config: GPTConfig, device: Any, dtype: Any) -> nn.Module:
-    if config.norm == "layernorm":
-        return _LayerNorm(config.n_embd, config.norm_eps, bias=config.bias, device=device, dtype=dtype)
-    return _RMSNorm(config.n_embd, config.norm_eps, device=device, dtype=dtype)
-
-
-class GPTBlock(nn.Module):
-    """One decoder block: causal self-attention and an FFN, each with a residual connection and a norm.
-
-    Built from :class:`~companion.nn.attention.GroupedQueryAttention` (which takes the KV cache and
-    the ALiBi bias), :func:`~companion.nn.ffn.make_ffn` and the norms of :mod:`companion.nn.norms`.
-    Attribute names follow GPT-2 (``ln_1``, ``attn``, ``ln_2``, ``mlp``).
-
-    Args:
-        config: the model's :class:`GPTConfig`.
-        layer_idx: this block's index (its slot in a shared :class:`~companion.nn.kv_cache.KVCache`).
-        rotary: the model's shared :class:`~companion.nn.positional.RotaryEmbedding`, or None.
-    """
-
-    def __init__(
-        self,
-        config: GPTConfig,
-        layer_idx: int,
-        rotary: RotaryEmbedding | None = None,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        c = config
-        self.norm_position = c.norm_position
-        self.ln_1 = _make_norm(c, device, dtype)
-        self.attn = GroupedQueryAttention(
-            c.n_embd, c.n_head, c.kv_heads, bias=c.bias, dropout=c.dropout, rotary=rotary,
-            kernel="sdpa" if c.fused_attention else "explicit", layer_idx=layer_idx, device=device,
-            dtype=dtype,
-        )  # fmt: skip
-        self.ln_2 = _make_norm(c, device, dtype)
-        act = c.activation if c.ffn == "mlp" else None  # SwiGLU keeps its SiLU gate
-        self.mlp = make_ffn(
-            c.ffn, c.n_embd, c.ffn_width, activation=act, bias=c.bias, device=device, dtype=dtype
-        )
-        self.drop = nn.Dropout(c.dropout)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        attn_bias: torch.Tensor | None = None,
-        kv_cache: KVCache | None = None,
-    ) -> torch.Tensor:
-        """``x``: ``(B, T, d)`` → ``(B, T, d)``; ``attn_bias`` ``(1, H, T, T_k)`` for ALiBi."""
-
-        def attend(h: torch.Tensor) -> torch.Tensor:
-            return self.attn(h, attn_bias=attn_bias, is_causal=True, kv_cache=kv_cache)[0]
-
-        drop = self.drop if self.training and self.drop.p > 0 else _identity  # skip a no-op module call
-        if self.norm_position == "pre":
-            x = x + drop(attend(self.ln_1(x)))
-            return x + drop(self.mlp(self.ln_2(x)))
-        x = self.ln_1(x + drop(attend(x)))
-        return self.ln_2(x + drop(self.mlp(x)))
-
-
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
+def _block(config: GPTConfig, layer_idx: int, rotary: RotaryEmbedding | None, **kw: Any) -> TransformerBlock:
+    """Block ``layer_idx`` of a GPT: a causal :class:`~companion.nn.block.TransformerBlock`."""
+    c = config
+    return TransformerBlock(
+        c.n_embd,
+        c.n_head,
+        n_kv_heads=c.kv_heads,
+        d_hidden=c.ffn_width,
+        norm=c.norm,
+        norm_position=c.norm_position,
+        ffn=c.ffn,
+        activation=c.activation if c.ffn == "mlp" else None,  # SwiGLU keeps its SiLU gate
+        dropout=c.dropout,
+        bias=c.bias,
+        causal=True,
+        eps=c.norm_eps,
+        kernel="sdpa" if c.fused_attention else "explicit",
+        fused_norm=True,
+        rotary=rotary,
+        layer_idx=layer_idx,
+        **kw,
+    )
 
 
 class GPT(nn.Module):
@@ -369,8 +315,8 @@ class GPT(nn.Module):
         )
         self.alibi = ALiBi(c.n_head) if c.position == "alibi" else None
         self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList(GPTBlock(c, i, self.rotary, **kw) for i in range(c.n_layer))
-        self.ln_f = _make_norm(c, device, dtype) if c.norm_position == "pre" else None
+        self.blocks = nn.ModuleList(_block(c, i, self.rotary, **kw) for i in range(c.n_layer))
+        self.ln_f = _norm(c, device, dtype) if c.norm_position == "pre" else None
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False, **kw)
         self.reset_parameters()
         if c.tie_embeddings:
@@ -527,9 +473,9 @@ class GPT(nn.Module):
             bias = self.alibi.bias(t, offset + t, offset=offset, device=x.device, dtype=x.dtype)[None]
         for block in self.blocks:
             if self.config.gradient_checkpointing and self.training and kv_cache is None:
-                x = checkpoint(block, x, bias, use_reentrant=False)
+                x = checkpoint(block, x, attn_bias=bias, use_reentrant=False)
             else:
-                x = block(x, bias, kv_cache)
+                x = block(x, attn_bias=bias, kv_cache=kv_cache)
         if self.ln_f is not None:
             x = self.ln_f(x)
         logits = self.lm_head(x)  # (B, T, V); tied: x @ wteᵀ

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from companion._validate import check_positive_int, check_probability, check_tensor
-from companion.nn.attention import MultiHeadAttention
+from companion.nn.attention import GroupedQueryAttention, MultiHeadAttention
 from companion.nn.ffn import FFN_KINDS, make_ffn
+from companion.nn.kv_cache import KVCache
 from companion.nn.norms import LayerNorm, RMSNorm, deepnorm_constants, make_norm
 
 __all__ = [
@@ -42,9 +44,14 @@ NORM_POSITIONS = ("pre", "post", "sandwich", "deepnorm")
 class TransformerBlock(nn.Module):
     """One Transformer layer: self-attention and an FFN with residual connections and norms.
 
+    The one configurable block of the companion: the Transformer-block chapter's experiments, the GPT
+    (and, configured, Llama-style and encoder models) are stacks of it.
+
     Args:
         d_model: model width ``d``.
-        n_heads: attention heads (ignored when ``attention`` is given).
+        n_heads: attention (query) heads ``H`` (ignored when ``attention`` is given).
+        n_kv_heads: key/value heads ``G`` of the default attention (default ``H``: multi-head attention;
+            1: multi-query; see :class:`~companion.nn.attention.GroupedQueryAttention`).
         d_hidden: FFN inner width; default ``4d`` for ``"mlp"`` and ``8d/3`` rounded up for gated kinds.
         norm: ``"layernorm"`` or ``"rmsnorm"``.
         norm_position: ``"pre"``, ``"post"``, ``"sandwich"`` or ``"deepnorm"`` (see the module docstring).
@@ -53,13 +60,17 @@ class TransformerBlock(nn.Module):
         dropout: dropout on the attention weights and on each sublayer output before the residual add.
         bias: biases in the attention projections and the FFN (and the LayerNorms).
         attention: a custom attention module called as ``attention(h, key_mask=…, attn_mask=…,
-            is_causal=…)``; default ``companion.nn.attention.MultiHeadAttention(d_model, n_heads)``.
+            is_causal=…)`` (plus ``attn_bias``, ``kv_cache``, ``positions`` when the caller passes them);
+            default :class:`~companion.nn.attention.GroupedQueryAttention`.
         causal: use a causal mask in self-attention (decoder); False for an encoder.
         eps: norm epsilon; None keeps the norm's default.
         alpha: DeepNorm's residual weight α (only with ``norm_position="deepnorm"``); apply the
             matching β initialization with :func:`deepnorm_init_`.
         kernel: the default attention's kernel, ``"explicit"`` or ``"sdpa"`` (PyTorch's fused
-            ``scaled_dot_product_attention``); see :class:`~companion.nn.attention.GroupedQueryAttention`.
+            ``scaled_dot_product_attention``).
+        fused_norm: compute the norms with PyTorch's fused kernels (same formula, faster on a CPU).
+        rotary: the default attention's rotary embedding (RoPE), shared by the blocks of a model.
+        layer_idx: this block's slot in a shared :class:`~companion.nn.kv_cache.KVCache`.
         device, dtype: where and how to allocate the parameters.
 
     Attributes:
@@ -77,6 +88,7 @@ class TransformerBlock(nn.Module):
         d_model: int,
         n_heads: int,
         *,
+        n_kv_heads: int | None = None,
         d_hidden: int | None = None,
         norm: str = "layernorm",
         norm_position: str = "pre",
@@ -89,6 +101,9 @@ class TransformerBlock(nn.Module):
         eps: float | None = None,
         alpha: float = 1.0,
         kernel: str = "explicit",
+        fused_norm: bool = False,
+        rotary: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        layer_idx: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -111,7 +126,7 @@ class TransformerBlock(nn.Module):
         self.causal = causal
         self.alpha = float(alpha)
         kw = {"device": device, "dtype": dtype}
-        norm_kw = dict(kw)
+        norm_kw = {"fused": fused_norm, **kw}
         if norm == "layernorm":
             norm_kw["bias"] = bias
 
@@ -119,11 +134,12 @@ class TransformerBlock(nn.Module):
             return make_norm(norm, d_model, eps, **norm_kw)
 
         self.ln_1 = new_norm()
-        self.attn = (
-            MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias, kernel=kernel, **kw)
-            if attention is None
-            else attention
-        )
+        if attention is None:
+            attention = GroupedQueryAttention(
+                d_model, n_heads, n_kv_heads, bias=bias, dropout=dropout, rotary=rotary, kernel=kernel,
+                layer_idx=layer_idx, **kw,
+            )  # fmt: skip
+        self.attn = attention
         self.ln_2 = new_norm()
         self.mlp = make_ffn(ffn, d_model, d_hidden, activation=activation, bias=bias, **kw)
         if norm_position == "sandwich":
@@ -131,25 +147,25 @@ class TransformerBlock(nn.Module):
             self.ln_2_post = new_norm()
         self.dropout = nn.Dropout(check_probability("dropout", dropout))
 
-    def _attend(
-        self, h: torch.Tensor, attn_mask: torch.Tensor | None, key_mask: torch.Tensor | None
-    ) -> torch.Tensor:
-        out = self.attn(h, key_mask=key_mask, attn_mask=attn_mask, is_causal=self.causal)
-        return out[0] if isinstance(out, tuple) else out
-
     def forward(
         self,
         x: torch.Tensor,
         *,
         attn_mask: torch.Tensor | None = None,
         key_mask: torch.Tensor | None = None,
+        attn_bias: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Apply the block.
 
         Args:
             x: ``(B, T, d_model)``.
-            attn_mask: optional bool mask broadcastable to ``(B, H, T, T)``, True = may attend.
-            key_mask: optional ``(B, T)`` bool, True at real (non-padding) tokens.
+            attn_mask: optional bool mask broadcastable to ``(B, H, T, T_k)``, True = may attend.
+            key_mask: optional ``(B, T_k)`` bool, True at real (non-padding) tokens.
+            attn_bias: optional float bias added to the attention scores (ALiBi), ``(…, T, T_k)``.
+            kv_cache: a :class:`~companion.nn.kv_cache.KVCache` for incremental decoding.
+            positions: ``(T,)`` absolute positions for the rotary embedding.
 
         Returns:
             ``(B, T, d_model)``.
@@ -157,18 +173,27 @@ class TransformerBlock(nn.Module):
         check_tensor("x", x, ndim=3, floating=True)
         if x.shape[-1] != self.d_model:
             raise ValueError(f"x: expected last dimension d_model={self.d_model}, got shape {tuple(x.shape)}")
+        # Only what the caller gave goes to the attention, so a custom module needs only the basic call.
+        extra = {"attn_bias": attn_bias, "kv_cache": kv_cache, "positions": positions}
+        extra = {k: v for k, v in extra.items() if v is not None}
+
+        def attend(h: torch.Tensor) -> torch.Tensor:
+            out = self.attn(h, key_mask=key_mask, attn_mask=attn_mask, is_causal=self.causal, **extra)
+            return out[0] if isinstance(out, tuple) else out
+
+        drop = self.dropout if self.training and self.dropout.p > 0 else _identity  # skip a no-op call
         pos = self.norm_position
         if pos == "pre":
-            x = x + self.dropout(self._attend(self.ln_1(x), attn_mask, key_mask))
-            return x + self.dropout(self.mlp(self.ln_2(x)))
+            x = x + drop(attend(self.ln_1(x)))
+            return x + drop(self.mlp(self.ln_2(x)))
         if pos == "post":
-            x = self.ln_1(x + self.dropout(self._attend(x, attn_mask, key_mask)))
-            return self.ln_2(x + self.dropout(self.mlp(x)))
+            x = self.ln_1(x + drop(attend(x)))
+            return self.ln_2(x + drop(self.mlp(x)))
         if pos == "sandwich":
-            x = x + self.dropout(self.ln_1_post(self._attend(self.ln_1(x), attn_mask, key_mask)))
-            return x + self.dropout(self.ln_2_post(self.mlp(self.ln_2(x))))
-        x = self.ln_1(self.alpha * x + self.dropout(self._attend(x, attn_mask, key_mask)))  # deepnorm
-        return self.ln_2(self.alpha * x + self.dropout(self.mlp(x)))
+            x = x + drop(self.ln_1_post(attend(self.ln_1(x))))
+            return x + drop(self.ln_2_post(self.mlp(self.ln_2(x))))
+        x = self.ln_1(self.alpha * x + drop(attend(x)))  # deepnorm
+        return self.ln_2(self.alpha * x + drop(self.mlp(x)))
 
     def flops(self, n: int) -> int:
         """Analytic forward FLOPs for one sequence of ``n`` tokens (2 per multiply–accumulate).
@@ -180,7 +205,9 @@ class TransformerBlock(nn.Module):
         d = self.d_model
         n_mats = 3 if hasattr(self.mlp, "w_gate") else 2
         ffn_macs = n_mats * n * d * self.mlp.d_hidden
-        attn_macs = 4 * n * d * d + 2 * n * n * d
+        attn_macs = (
+            self.attn.macs(n)["total"] if hasattr(self.attn, "macs") else 4 * n * d * d + 2 * n * n * d
+        )
         return 2 * (attn_macs + ffn_macs)
 
     @classmethod
@@ -220,6 +247,10 @@ class TransformerBlock(nn.Module):
                 if theirs.bias is not None:
                     ours.bias.copy_(theirs.bias)
         return block
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def deepnorm_init_(block: TransformerBlock, beta: float, generator: torch.Generator | None = None) -> None:
