@@ -9,8 +9,10 @@ functions chapter:
   :func:`log_loss` (from probabilities, like ``sklearn.metrics.log_loss``);
 * Gaussian NLL → :func:`gaussian_nll` (like ``torch.nn.functional.gaussian_nll_loss``), which is
   :func:`mse` up to a scale and a constant;
-* :func:`mae`, :func:`rmse` and :func:`huber` for regression, and :func:`perplexity` = ``exp(CE)``
-  for language models.
+* :func:`mae`, :func:`rmse` and :func:`huber` for regression;
+* for language models, :func:`lm_loss` — the one LM loss of the package (the GPT, the trainer and the
+  later chapters use it), the mean next-token cross-entropy over the counted targets — and
+  :func:`perplexity` = ``exp(CE)``.
 
 Shapes: ``N`` examples, ``C`` classes, ``B`` batch, ``T`` sequence length. Class scores are
 *logits* with the class axis **last**, ``(N, C)`` or ``(B, T, C)`` — the layout of a language model's
@@ -27,6 +29,7 @@ import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 from companion._validate import check_probability, check_tensor
 
@@ -35,6 +38,7 @@ __all__ = [
     "cross_entropy",
     "gaussian_nll",
     "huber",
+    "lm_loss",
     "log_loss",
     "log_softmax",
     "mae",
@@ -465,3 +469,40 @@ def perplexity(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int 
         A scalar tensor ``≥ 1`` (1.0 when every position is masked, since the mean loss is then 0).
     """
     return torch.exp(cross_entropy(logits, target, ignore_index=ignore_index))
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """The language-model loss: mean next-token cross-entropy over the targets that are not ignored.
+
+    For a sequence ``x_1 … x_T`` the model factorizes ``p(x_{1:T}) = Π_t p(x_t | x_{<t})`` and is trained
+    to minimize ``−(1/|S|) Σ_{(b,t) ∈ S} log softmax(logits[b, t])[targets[b, t]]`` over the set ``S``
+    of positions whose target is not ``ignore_index`` (padding, the prompt of an SFT example, the last
+    position of a sequence). It is :func:`cross_entropy` on ``(B·T, V)``, computed by PyTorch's fused
+    kernel, which is what training needs.
+
+    Args:
+        logits: ``(B, T, V)`` unnormalized scores.
+        targets: ``(B, T)`` int64 ids in ``[0, V)``, or ``ignore_index``.
+        ignore_index: target value that contributes neither to the loss nor to the gradient.
+
+    Returns:
+        A scalar tensor (computed in float32 for float16/bfloat16 logits, whose log-softmax over ``V``
+        classes would lose digits).
+
+    Raises:
+        ValueError: on mismatched shapes, or when every target is ignored (the mean is undefined; a
+            training loop should not silently learn from an empty batch).
+    """
+    check_tensor("logits", logits, ndim=3, floating=True)
+    check_tensor("targets", targets, ndim=2)
+    if tuple(targets.shape) != tuple(logits.shape[:2]):
+        raise ValueError(
+            f"targets: expected shape (B, T)={tuple(logits.shape[:2])} to match the logits, "
+            f"got {tuple(targets.shape)}"
+        )
+    if not torch.compiler.is_compiling() and not bool((targets != ignore_index).any()):
+        raise ValueError("targets: every position is ignore_index; the mean loss is undefined")
+    flat = logits.reshape(-1, logits.shape[-1])
+    if flat.dtype in (torch.float16, torch.bfloat16):
+        flat = flat.float()
+    return F.cross_entropy(flat, targets.reshape(-1), ignore_index=ignore_index)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from sklearn import metrics
 
 from companion import losses as L
+from companion.train.data import shift_targets
 
 TOL = 1e-12  # float64: these are a handful of operations, so agreement is to rounding error
 HYPO = settings(max_examples=40, deadline=None)
@@ -441,3 +442,25 @@ def test_perplexity_skips_masked_positions():
 def test_bad_input_gives_a_clear_error(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_lm_loss_matches_cross_entropy_and_ignores_masked_positions():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 7, 11, generator=gen, dtype=torch.float64, requires_grad=True)
+    ids = torch.randint(0, 11, (2, 7), generator=gen)
+    targets = shift_targets(ids)
+    loss = L.lm_loss(logits, targets)
+    want = F.cross_entropy(logits[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1))
+    assert abs(loss.item() - want.item()) < 1e-12
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert float(grad[:, -1].abs().max()) == 0.0  # the ignored last position gets no gradient
+    assert (
+        abs(L.lm_loss(torch.zeros(1, 3, 11), torch.zeros(1, 3, dtype=torch.long)).item() - math.log(11))
+        < 1e-6
+    )
+    uniform = torch.zeros(1, 3, 11, dtype=torch.float64)
+    assert L.perplexity(uniform, torch.zeros(1, 3, dtype=torch.long)).item() == pytest.approx(11.0, rel=1e-12)
+    with pytest.raises(ValueError, match="every position is ignore_index"):
+        L.lm_loss(logits, torch.full((2, 7), -100))
+    with pytest.raises(ValueError, match=r"targets: expected shape \(B, T\)=\(2, 7\)"):
+        L.lm_loss(logits, targets[:, :-1])

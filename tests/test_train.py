@@ -29,11 +29,9 @@ from companion.train import (
     Trainer,
     accumulate_grads,
     float_format,
-    lm_loss,
     load_checkpoint,
     memory_budget,
     param_groups,
-    perplexity,
     pipeline_bubble,
     random_blocks,
     ring_allreduce_bytes,
@@ -256,24 +254,6 @@ def test_blocks_targets_and_split():
     assert CharTokenizer.from_json(tok.to_json()).chars == tok.chars
     with pytest.raises(ValueError, match="not in the vocabulary"):
         tok.encode("HELLO")
-
-
-def test_lm_loss_matches_cross_entropy_and_ignores_masked_positions():
-    gen = torch.Generator().manual_seed(0)
-    logits = torch.randn(2, 7, 11, generator=gen, dtype=torch.float64, requires_grad=True)
-    ids = torch.randint(0, 11, (2, 7), generator=gen)
-    targets = shift_targets(ids)
-    loss = lm_loss(logits, targets)
-    want = F.cross_entropy(logits[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1))
-    assert abs(loss.item() - want.item()) < 1e-12
-    (grad,) = torch.autograd.grad(loss, logits)
-    assert float(grad[:, -1].abs().max()) == 0.0  # the ignored last position gets no gradient
-    assert (
-        abs(lm_loss(torch.zeros(1, 3, 11), torch.zeros(1, 3, dtype=torch.long)).item() - math.log(11)) < 1e-6
-    )
-    assert perplexity(torch.tensor(math.log(11.0), dtype=torch.float64)) == pytest.approx(11.0, rel=1e-12)
-    with pytest.raises(ValueError, match="every position is ignore_index"):
-        lm_loss(logits, torch.full((2, 7), -100))
 
 
 # ---- memory, precision, parallelism ---------------------------------------------------------------

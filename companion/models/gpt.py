@@ -41,11 +41,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from companion._validate import check_positive_int, check_probability, check_tensor
+from companion.losses import lm_loss
 from companion.nn.block import TransformerBlock
 from companion.nn.kv_cache import KVCache
 from companion.nn.norms import LayerNorm, RMSNorm, make_norm
@@ -479,15 +479,7 @@ class GPT(nn.Module):
         if self.ln_f is not None:
             x = self.ln_f(x)
         logits = self.lm_head(x)  # (B, T, V); tied: x @ wteᵀ
-        loss = None
-        if targets is not None:
-            check_tensor("targets", targets, ndim=2)
-            if tuple(targets.shape) != (b, t):
-                raise ValueError(f"targets: expected shape (B, T)={(b, t)}, got {tuple(targets.shape)}")
-            flat = logits.reshape(b * t, -1)
-            if flat.dtype in (torch.float16, torch.bfloat16):
-                flat = flat.float()  # a log-softmax over V classes in 16 bits would lose digits
-            loss = F.cross_entropy(flat, targets.reshape(b * t), ignore_index=-100)
+        loss = None if targets is None else lm_loss(logits, targets)
         return logits, loss
 
     # ---- generation -------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 * :mod:`~companion.train.trainer` — :class:`Trainer` and :class:`TrainConfig` (AdamW, warm-up +
   cosine, clipping, accumulation, evaluation, autocast, DDP, ``torch.compile``);
 * :mod:`~companion.train.checkpoint` — atomic checkpoints that resume bit for bit;
-* :mod:`~companion.train.data` — tokenized tiny Shakespeare, random blocks, next-token targets;
-* :mod:`~companion.train.objective` — the LM loss and perplexity;
+* :mod:`~companion.train.data` — tokenized tiny Shakespeare, random blocks, next-token targets (the
+  loss they feed is :func:`companion.losses.lm_loss`);
 * :mod:`~companion.train.distributed` — process-group set-up under ``torchrun``;
 * :mod:`~companion.train.accumulate`, :mod:`~companion.train.memory`, :mod:`~companion.train.precision`,
   :mod:`~companion.train.parallel`, :mod:`~companion.train.throughput` — the Distributed-training
@@ -24,7 +24,6 @@ from companion.train.data import (
     split_train_val,
 )
 from companion.train.memory import memory_budget, saved_activation_bytes, tensor_bytes
-from companion.train.objective import lm_loss, perplexity
 from companion.train.parallel import pipeline_bubble, ring_allreduce_bytes, split_mlp, tp_mlp_forward
 from companion.train.precision import LossScaler, float_format, underflow_fraction
 from companion.train.presets import PRESETS, preset
@@ -40,11 +39,9 @@ __all__ = [
     "Trainer",
     "accumulate_grads",
     "float_format",
-    "lm_loss",
     "load_checkpoint",
     "memory_budget",
     "param_groups",
-    "perplexity",
     "pipeline_bubble",
     "preset",
     "random_blocks",

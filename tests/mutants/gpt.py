@@ -7,10 +7,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from companion.losses import lm_loss, perplexity
 from companion.models.gpt import incremental_logits, param_count
 from companion.optim import lr_at
 from companion.train.data import shift_targets
-from companion.train.objective import lm_loss, perplexity
 
 # --- gpt.parallel-vs-cached -----------------------------------------------------------------------
 
@@ -89,9 +89,9 @@ def lm_loss_clamped_targets(logits, targets, ignore_index=-100):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).clamp_min(0))
 
 
-def perplexity_base_two(loss):
+def perplexity_base_two(logits, targets, ignore_index=-100):
     """2 ** loss: the loss is in nats, not bits."""
-    return 2.0 ** float(loss)
+    return 2.0 ** float(lm_loss(logits, targets, ignore_index))
 
 
 def shift_targets_backwards(ids, ignore_index=-100):

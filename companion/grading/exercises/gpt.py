@@ -16,10 +16,10 @@ from torch import nn
 
 from companion.grading.checks import expect, expect_close, expect_raises, expect_tensor
 from companion.grading.registry import Exercise, register
+from companion.losses import lm_loss, perplexity
 from companion.models.gpt import GPT, GPTConfig, incremental_logits, param_count
 from companion.optim import lr_at
 from companion.train.data import shift_targets
-from companion.train.objective import lm_loss, perplexity
 
 # --------------------------------------------------------------------------------------------------
 # gpt.parallel-vs-cached
@@ -168,13 +168,14 @@ LM_LOSS = register(
     """Mean cross-entropy over positions whose target != ignore_index.
     logits (B, T, V) float; targets (B, T) int64. Returns a scalar tensor (differentiable)."""
 
-def perplexity(loss):
-    """exp(loss) for a mean loss in nats (a float or a scalar tensor); returns a float."""
+def perplexity(logits, targets, ignore_index=-100):
+    """exp of the mean loss (in nats) over the positions whose target != ignore_index; a scalar."""
 
 def shift_targets(ids, ignore_index=-100):
     """Next-token targets (B, T): targets[:, t] = ids[:, t + 1]; the last position has none
     and gets ignore_index."""''',
-        hint="flatten (B, T, V) to (B·T, V); average only over the counted positions; exp, not 2**.",
+        hint="flatten (B, T, V) to (B·T, V); average only over the counted positions; perplexity is "
+        "exp of that loss (nats), not 2**.",
     )
 )
 
@@ -198,20 +199,25 @@ def _lm_ce(loss_fn, ppl, shift):
     expect_close(torch.as_tensor(got0).reshape(()), want0, "loss with ignore_index=0", atol=1e-10)
 
 
-@LM_LOSS.check("uniform logits give log V; perplexity = exp(loss) = V")
+@LM_LOSS.check("uniform logits give log V and perplexity V; perplexity = exp(loss) in general")
 def _lm_uniform(loss_fn, ppl, shift):
     for v in (2, 65, 50257):
-        loss = loss_fn(torch.zeros(1, 4, v, dtype=torch.float64), torch.zeros(1, 4, dtype=torch.long))
+        logits, targets = torch.zeros(1, 4, v, dtype=torch.float64), torch.zeros(1, 4, dtype=torch.long)
+        loss = loss_fn(logits, targets)
         expect(
             abs(float(loss) - math.log(v)) < 1e-9,
             f"V = {v}: expected log V = {math.log(v):.6f}, got {float(loss):.6f}",
         )
-        p = ppl(loss)
+        p = ppl(logits, targets)
         expect(
             abs(float(p) - v) < 1e-6 * v,
             f"V = {v}: perplexity should be exp(log V) = {v}, got {float(p):.6g}",
         )
-    expect(abs(float(ppl(1.0)) - math.e) < 1e-12, f"perplexity(1.0) should be e, got {float(ppl(1.0))}")
+    logits, targets = _logits(5), torch.randint(0, 7, (3, 6), generator=torch.Generator().manual_seed(6))
+    targets[1, 2:] = -100
+    want = math.exp(float(F.cross_entropy(logits.reshape(-1, 7), targets.reshape(-1), ignore_index=-100)))
+    got = float(ppl(logits, targets, ignore_index=-100))
+    expect(abs(got - want) < 1e-9 * want, f"random logits: expected exp(loss) = {want:.8g}, got {got:.8g}")
 
 
 @LM_LOSS.check("ignored positions change neither the loss nor the gradients")
