@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import companion.optim as co
 from companion.optim import functional as F
-from companion.optim.schedules import WarmupCosine, lr_at, warmup_cosine
+from companion.optim.schedules import WarmupCosine
 
 ATOL = 1e-6  # float64, 1000 steps (the tolerance)
 HYPO = settings(max_examples=25, deadline=None)
@@ -336,13 +336,13 @@ def test_sparse_gradients_are_rejected():
 def test_works_with_torch_lr_schedulers():
     params = _params()
     opt = co.AdamW(params, lr=1e-2)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(1e-2, 5, 20, min_lr=1e-3))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(1e-2, 5, 20, min_lr=1e-3))
     seen = []
     for _ in range(21):
         seen.append(opt.param_groups[0]["lr"])
         _train(opt, params, 1)
         sched.step()
-    expected = [lr_at(t, peak_lr=1e-2, warmup_steps=5, total_steps=20, min_lr=1e-3) for t in range(21)]
+    expected = [WarmupCosine(1e-2, 5, 20, min_lr=1e-3).lr_at(t) for t in range(21)]
     assert seen == pytest.approx(expected, abs=1e-15)
 
 
@@ -561,9 +561,7 @@ def test_schedule_matches_torch_linear_then_cosine(sched):
     schedule = WarmupCosine(peak, warmup, total, min_lr, start)
     worst = 0.0
     for step in range(total + 1):
-        kwargs = {"warmup_steps": warmup, "total_steps": total, "min_lr": min_lr, "start_factor": start}
-        ours = lr_at(step, peak_lr=peak, **kwargs)
-        assert ours == schedule.lr_at(step)
+        ours = schedule.lr_at(step)
         worst = max(worst, abs(ours - opt.param_groups[0]["lr"]))
         opt.step()
         torch_sched.step()
@@ -574,7 +572,7 @@ def test_schedule_without_warmup_matches_cosine_annealing():
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5)
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=40, eta_min=0.01)
     for step in range(41):
-        ours = lr_at(step, peak_lr=0.5, warmup_steps=0, total_steps=40, min_lr=0.01)
+        ours = WarmupCosine(0.5, 0, 40, min_lr=0.01).lr_at(step)
         assert abs(ours - opt.param_groups[0]["lr"]) < 1e-14
         opt.step()
         cosine.step()
@@ -596,9 +594,9 @@ def test_schedule_shape_and_endpoints():
 def test_lambda_lr_factory_scales_every_group_and_saves_in_state_dict():
     params = _params()
     opt = torch.optim.SGD([{"params": params[:1], "lr": 1e-2}, {"params": params[1:], "lr": 1e-3}], lr=1e-2)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(1e-2, 3, 30, min_lr=1e-3))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(1e-2, 3, 30, min_lr=1e-3))
     for step in range(31):
-        want = lr_at(step, peak_lr=1e-2, warmup_steps=3, total_steps=30, min_lr=1e-3)
+        want = WarmupCosine(1e-2, 3, 30, min_lr=1e-3).lr_at(step)
         assert opt.param_groups[0]["lr"] == pytest.approx(want, rel=1e-12, abs=1e-18)
         assert opt.param_groups[1]["lr"] == pytest.approx(want / 10, rel=1e-12, abs=1e-18)
         opt.step()

@@ -5,7 +5,7 @@
   ``torch.optim`` step for step;
 * ``companion.optim.functional``: the same rules (and Adagrad, Adadelta) as pure functions on a
   state dict, the chapter's from-scratch reference;
-* ``companion.optim.schedules``: linear warm-up + cosine decay (``lr_at``, ``warmup_cosine``);
+* ``companion.optim.schedules``: linear warm-up + cosine decay (``WarmupCosine``);
 * ``state_nbytes``: the memory an optimizer's state takes.
 """
 
@@ -13,7 +13,7 @@ from companion.optim import functional
 from companion.optim.adam import Adam, AdamW
 from companion.optim.memory import state_nbytes
 from companion.optim.rmsprop import RMSprop
-from companion.optim.schedules import WarmupCosine, lr_at, warmup_cosine
+from companion.optim.schedules import WarmupCosine
 from companion.optim.sgd import SGD
 
 __all__ = [
@@ -23,7 +23,5 @@ __all__ = [
     "RMSprop",
     "WarmupCosine",
     "functional",
-    "lr_at",
     "state_nbytes",
-    "warmup_cosine",
 ]

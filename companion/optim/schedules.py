@@ -12,11 +12,13 @@ decay spends most of the run at a high rate and anneals smoothly at the end (SGD
 ``SequentialLR([LinearLR(start_factor=s, total_iters=W), CosineAnnealingLR(T_max=S − W,
 eta_min=η_min)], milestones=[W])`` for ``t <= S`` (``LinearLR`` does not accept ``s = 0``).
 
-Use it as a function of the step (:func:`lr_at`), or as the multiplier that
-``torch.optim.lr_scheduler.LambdaLR`` expects (:func:`warmup_cosine`)::
+One object, :class:`WarmupCosine`, is the schedule: its :meth:`~WarmupCosine.lr_at` gives the rate at a
+step, and calling it gives the multiplier that ``torch.optim.lr_scheduler.LambdaLR`` expects::
 
+    schedule = WarmupCosine(peak_lr, 100, 5000, min_lr=peak_lr / 10)
+    schedule.lr_at(0), schedule.lr_at(100)              # 0.0, peak_lr
     opt = AdamW(model.parameters(), lr=peak_lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(peak_lr, 100, 5000, min_lr=peak_lr / 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     for step in range(5000):
         ...; opt.step(); sched.step()
 """
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 
 from companion.optim.base import check_nonnegative
 
-__all__ = ["WarmupCosine", "lr_at", "warmup_cosine"]
+__all__ = ["WarmupCosine"]
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -90,31 +92,3 @@ class WarmupCosine:
     def __call__(self, step: int) -> float:
         """The ``LambdaLR`` multiplier ``lr_at(step) / peak_lr``."""
         return self.lr_at(step) / self.peak_lr
-
-
-def lr_at(
-    step: int,
-    *,
-    peak_lr: float,
-    warmup_steps: int,
-    total_steps: int,
-    min_lr: float = 0.0,
-    start_factor: float = 0.0,
-) -> float:
-    """Warm-up + cosine learning rate at ``step``; see :class:`WarmupCosine` for the arguments."""
-    return WarmupCosine(peak_lr, warmup_steps, total_steps, min_lr, start_factor).lr_at(step)
-
-
-def warmup_cosine(
-    peak_lr: float,
-    warmup_steps: int,
-    total_steps: int,
-    min_lr: float = 0.0,
-    start_factor: float = 0.0,
-) -> WarmupCosine:
-    """A ``LambdaLR``-compatible multiplier: ``LambdaLR(opt, warmup_cosine(...))`` with ``lr=peak_lr``.
-
-    Returns a :class:`WarmupCosine`, whose call gives ``lr_at(step) / peak_lr``; groups whose initial
-    learning rate differs from ``peak_lr`` are scaled by the same factor.
-    """
-    return WarmupCosine(peak_lr, warmup_steps, total_steps, min_lr, start_factor)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from companion.losses import lm_loss, perplexity
 from companion.models.gpt import incremental_logits, param_count
-from companion.optim import lr_at
+from companion.optim import WarmupCosine
 from companion.train.data import shift_targets
 
 # --- gpt.parallel-vs-cached -----------------------------------------------------------------------
@@ -149,7 +149,7 @@ def schedule_warmup_off_by_one(step, warmup, total, lr_max, lr_min=0.0):
     """Warm-up (step + 1) / warmup: reaches lr_max one step early."""
     if step < warmup:
         return lr_max * (step + 1) / warmup
-    return lr_at(step, peak_lr=lr_max, warmup_steps=warmup, total_steps=total, min_lr=lr_min)
+    return WarmupCosine(lr_max, warmup, total, lr_min).lr_at(step)
 
 
 def schedule_no_clamp(step, warmup, total, lr_max, lr_min=0.0):

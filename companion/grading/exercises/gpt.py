@@ -18,7 +18,7 @@ from companion.grading.checks import expect, expect_close, expect_raises, expect
 from companion.grading.registry import Exercise, register
 from companion.losses import lm_loss, perplexity
 from companion.models.gpt import GPT, GPTConfig, incremental_logits, param_count
-from companion.optim import lr_at
+from companion.optim import WarmupCosine
 from companion.train.data import shift_targets
 
 # --------------------------------------------------------------------------------------------------
@@ -328,7 +328,7 @@ def _pc_untied(count):
 
 
 def _reference_schedule(step, warmup, total, lr_max, lr_min=0.0):
-    return lr_at(step, peak_lr=lr_max, warmup_steps=warmup, total_steps=total, min_lr=lr_min)
+    return WarmupCosine(lr_max, warmup, total, lr_min).lr_at(step)
 
 
 LR = register(
