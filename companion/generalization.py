@@ -8,17 +8,16 @@ reproducible.
   variable ``t ∈ [-1, 1]``, which keeps the design matrix well conditioned up to degree 15;
 * :func:`bias_variance` — estimates bias², variance and noise of a fitting procedure over many
   resampled training sets, next to a direct simulation of the expected test MSE;
-* :func:`early_stopping` — the epoch at which patience-based early stopping (早停) halts.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["bias_variance", "early_stopping", "polynomial_fit", "polynomial_predict"]
+__all__ = ["bias_variance", "polynomial_fit", "polynomial_predict"]
 
 
 def _check_domain(domain: tuple[float, float]) -> tuple[float, float]:
@@ -166,40 +165,3 @@ def bias_variance(
         "expected_mse": float(sq_errors.mean()),
         "mse_se": mse_se,
     }
-
-
-def early_stopping(val_losses: Sequence[float], patience: int, min_delta: float = 0.0) -> int:
-    """The epoch at which patience-based early stopping halts.
-
-    Epoch ``i`` *improves* when ``val_losses[i] < best - min_delta``, where ``best`` is the loss of the
-    last improving epoch (``+∞`` before the first). A NaN loss never improves. Training stops at the
-    first epoch that ends a run of ``patience`` consecutive epochs without improvement; the weights
-    to keep are those of the last improving epoch, ``patience`` epochs earlier.
-
-    Args:
-        val_losses: validation loss after each epoch ``0, 1, …``.
-        patience: number of epochs without improvement to tolerate (``≥ 1``).
-        min_delta: smallest decrease that counts as an improvement (``≥ 0``).
-
-    Returns:
-        The index of the stopping epoch, or ``len(val_losses) - 1`` if patience never runs out.
-
-    Raises:
-        ValueError: empty ``val_losses``, ``patience < 1`` or ``min_delta < 0``.
-    """
-    losses = [float(v) for v in val_losses]
-    if not losses:
-        raise ValueError("val_losses: expected at least one epoch, got an empty sequence")
-    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
-        raise ValueError(f"patience: expected a positive int, got {patience!r}")
-    if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
-        raise ValueError(f"min_delta: expected a number >= 0, got {min_delta!r}")
-    best, waited = math.inf, 0
-    for epoch, loss in enumerate(losses):
-        if loss < best - min_delta:  # False for NaN: a NaN epoch is never an improvement
-            best, waited = loss, 0
-        else:
-            waited += 1
-            if waited >= patience:
-                return epoch
-    return len(losses) - 1

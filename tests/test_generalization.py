@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import PolynomialFeatures
 
-from companion.generalization import bias_variance, early_stopping, polynomial_fit, polynomial_predict
+from companion.generalization import bias_variance, polynomial_fit, polynomial_predict
+from companion.regularization import early_stopping
 
 HYPO = settings(max_examples=60, deadline=None)
 

@@ -5,7 +5,7 @@ stopping. One module per idea; the most used names are re-exported here, so
 """
 
 from companion.regularization.bayes import map_alpha, neg_log_posterior
-from companion.regularization.early_stopping import EarlyStopping
+from companion.regularization.early_stopping import EarlyStopping, early_stopping
 from companion.regularization.inverted_dropout import Dropout, dropout
 from companion.regularization.label_smoothing import (
     label_smoothing_cross_entropy,
@@ -46,6 +46,7 @@ __all__ = [
     "add_weight_noise",
     "alpha_max",
     "dropout",
+    "early_stopping",
     "elastic_net",
     "elastic_net_objective",
     "elastic_net_prox",

@@ -1,13 +1,19 @@
-"""Early stopping (早停): watch a validation metric, keep the best model state, and say when to stop."""
+"""Early stopping (早停): watch a validation metric, keep the best model state, and say when to stop.
+
+:class:`EarlyStopping` is the rule, applied one epoch at a time inside a training loop;
+:func:`early_stopping` applies the same rule to a whole recorded validation curve.
+"""
 
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["EarlyStopping"]
+__all__ = ["EarlyStopping", "early_stopping"]
 
 
 class EarlyStopping:
@@ -41,7 +47,7 @@ class EarlyStopping:
     """
 
     def __init__(self, patience: int = 10, min_delta: float = 0.0, mode: str = "min") -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 1:
             raise ValueError(f"patience: expected an int >= 1, got {patience!r}")
         if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
             raise ValueError(f"min_delta: expected a number >= 0, got {min_delta!r}")
@@ -92,3 +98,32 @@ class EarlyStopping:
             raise RuntimeError("restore: no state saved; pass the model to step(metric, model)")
         model.load_state_dict(self.best_state)
         return model
+
+
+def early_stopping(val_losses: Sequence[float], patience: int, min_delta: float = 0.0) -> int:
+    """The epoch at which :class:`EarlyStopping` halts on a recorded validation curve.
+
+    Epoch ``i`` *improves* when ``val_losses[i] < best - min_delta``, where ``best`` is the loss of the
+    last improving epoch (``+∞`` before the first). A NaN loss never improves. Training stops at the
+    first epoch that ends a run of ``patience`` consecutive epochs without improvement; the weights
+    to keep are those of the last improving epoch, ``patience`` epochs earlier.
+
+    Args:
+        val_losses: validation loss after each epoch ``0, 1, …``.
+        patience: number of epochs without improvement to tolerate (``≥ 1``).
+        min_delta: smallest decrease that counts as an improvement (``≥ 0``).
+
+    Returns:
+        The index of the stopping epoch, or ``len(val_losses) - 1`` if patience never runs out.
+
+    Raises:
+        ValueError: empty ``val_losses``, ``patience < 1`` or ``min_delta < 0``.
+    """
+    losses = [float(v) for v in val_losses]
+    if not losses:
+        raise ValueError("val_losses: expected at least one epoch, got an empty sequence")
+    stopper = EarlyStopping(patience, min_delta)
+    for epoch, loss in enumerate(losses):
+        if stopper.step(loss):
+            return epoch
+    return len(losses) - 1

@@ -11,9 +11,10 @@ import math
 
 import numpy as np
 
-from companion.generalization import bias_variance, early_stopping, polynomial_fit, polynomial_predict
+from companion.generalization import bias_variance, polynomial_fit, polynomial_predict
 from companion.grading.checks import expect, expect_raises
 from companion.grading.registry import Exercise, register
+from companion.regularization import early_stopping
 
 # --------------------------------------------------------------------------------------------------
 # generalization.bias-variance
