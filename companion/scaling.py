@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import logsumexp
+from scipy.special import huber, logsumexp  # huber(delta, r): the Huber loss of the Losses chapter
 
 __all__ = [
     "BESIROGLU_REFIT",
@@ -53,7 +53,6 @@ __all__ = [
     "compute_optimal",
     "effective_data",
     "fit_parametric",
-    "huber",
     "isoflop_curve",
     "kaplan_loss_d",
     "kaplan_loss_n",
@@ -380,14 +379,6 @@ def effective_data(unique_tokens: ArrayLike, repetitions: ArrayLike, r_star: flo
 # --------------------------------------------------------------------------------------------------
 
 
-def huber(r: ArrayLike, delta: float = 1e-3) -> ArrayLike:
-    """Huber loss (Huber 损失): ``r²/2`` for ``|r| ≤ delta``, ``delta·(|r| − delta/2)`` beyond."""
-    _positive("delta", delta)
-    r = np.asarray(r, dtype=np.float64)
-    absr = np.abs(r)
-    return _out(np.where(absr <= delta, 0.5 * r * r, delta * (absr - 0.5 * delta)))
-
-
 @contextlib.contextmanager
 def _one_blas_thread() -> Iterator[None]:
     """Run L-BFGS with one BLAS thread: its tiny matrix products are many times slower when
@@ -453,10 +444,11 @@ def parametric_objective(params: ChinchillaParams, runs: object, delta: float = 
         runs: ``(N, D, L)`` triples, an ``(n, 3)`` array-like.
         delta: the Huber threshold.
     """
+    _positive("delta", delta)
     arr = _runs_array(runs)
     p = ChinchillaParams(*params)
     pred = np.log(np.asarray(p.loss(arr[:, 0], arr[:, 1])))
-    return float(np.sum(huber(pred - np.log(arr[:, 2]), delta)))
+    return float(np.sum(huber(delta, pred - np.log(arr[:, 2]))))
 
 
 def fit_parametric(
@@ -504,7 +496,7 @@ def fit_parametric(
         g = grid[:, :, None]
         e_terms = np.broadcast_to(g[:, 2], (len(grid), len(log_n)))
         terms = np.stack([g[:, 0] - g[:, 3] * log_n, g[:, 1] - g[:, 4] * log_d, e_terms], axis=1)
-        values = np.sum(huber(logsumexp(terms, axis=1) - log_l, delta), axis=1)
+        values = np.sum(huber(delta, logsumexp(terms, axis=1) - log_l), axis=1)
         starts = grid[np.argsort(values, kind="stable")[:n_starts]]
     else:
         starts = grid

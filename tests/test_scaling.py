@@ -18,7 +18,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import huber as scipy_huber
 from torch.utils.flop_counter import FlopCounterMode
 
-from companion import scaling
+from companion import losses, scaling
 from companion.models.gpt import GPT, GPTConfig
 from companion.scaling import BESIROGLU_REFIT, HOFFMANN_ROUNDED, HOFFMANN_UNROUNDED, ChinchillaParams
 from companion.scaling_experiments import (
@@ -202,9 +202,16 @@ def _runs(p: ChinchillaParams, noise: float, seed: int) -> np.ndarray:
     return np.stack([n.ravel(), d.ravel(), loss.ravel()], axis=1)
 
 
-def test_huber_matches_scipy():
+def test_the_book_huber_is_scipy_huber_which_the_fit_uses():
     r = np.linspace(-0.01, 0.01, 101)
-    np.testing.assert_allclose(scaling.huber(r, 1e-3), scipy_huber(1e-3, r), rtol=1e-12, atol=0)
+    zero = torch.zeros(101, dtype=torch.float64)
+    ours = losses.huber(torch.from_numpy(r), zero, delta=1e-3, reduction="none")
+    np.testing.assert_allclose(ours.numpy(), scipy_huber(1e-3, r), rtol=1e-12, atol=0)
+    runs = _runs(SETS["refit"], 1e-3, 1)
+    p = SETS["refit"]
+    pred = np.log(p.loss(runs[:, 0], runs[:, 1]))
+    want = float(np.sum(scipy_huber(1e-3, pred - np.log(runs[:, 2]))))
+    assert scaling.parametric_objective(p, runs) == pytest.approx(want, rel=1e-12)
 
 
 @pytest.mark.parametrize("name", list(SETS))
