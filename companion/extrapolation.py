@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from companion._validate import check_positive_int, check_tensor
+from companion.files import config_hash
 from companion.nn.attention import merge_heads, split_heads
 from companion.nn.positional import (
     ALiBi,
@@ -44,7 +44,6 @@ __all__ = [
     "ExtrapolationConfig",
     "TinyCausalLM",
     "char_ids",
-    "config_hash",
     "length_extrapolation",
     "run_length_extrapolation",
     "train_lm",
@@ -334,12 +333,6 @@ class ExtrapolationConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of ``config`` (sorted keys, no spaces): the results' provenance."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _rope_variants(

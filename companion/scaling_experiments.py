@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import time
@@ -30,12 +29,12 @@ from typing import Any
 import torch
 
 from companion._validate import check_positive_int, check_tensor
+from companion.files import config_hash
 from companion.models.gpt import GPT, GPTConfig
 
 __all__ = [
     "RunConfig",
     "ScalingGridConfig",
-    "config_hash",
     "make_model",
     "repeat_epochs",
     "repetition_stream",
@@ -121,12 +120,6 @@ class ScalingGridConfig:
         return cls(
             widths=(32, 48, 64, 96, 128, 192, 256), token_budgets=(51_200, 102_400, 204_800, 409_600, 819_200)
         )
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of ``config`` (sorted keys, no spaces): the results' provenance."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def shakespeare_chars() -> tuple[torch.Tensor, int]:

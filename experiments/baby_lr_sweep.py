@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from companion._atomic import atomic_open
+from companion.files import atomic_open
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "experiments" / "results" / "gpt_baby_lr_sweep.json"

@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from companion._atomic import atomic_open
 from companion.data import tiny_shakespeare
 from companion.extrapolation import ExtrapolationConfig, run_length_extrapolation
+from companion.files import provenance, write_json
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "length_extrapolation.json"
 
@@ -56,21 +55,11 @@ def run(config: ExtrapolationConfig, device: str, threads: int) -> dict:
     torch.set_num_threads(threads)
     start = time.perf_counter()
     result = run_length_extrapolation(config, tiny_shakespeare(), device=device, log=True)
-    result["provenance"] = {
-        "script": "experiments/length_extrapolation.py",
-        "torch": torch.__version__,
-        "device": device,
-        "threads": threads,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
+    result["provenance"] = provenance(
+        "experiments/length_extrapolation.py", device=device, threads=threads,
+        seconds=time.perf_counter() - start,
+    )  # fmt: skip
     return result
-
-
-def write_json(result: dict, out: Path) -> None:
-    """Write atomically (temporary file + rename), so an interrupted run never leaves half a file."""
-    with atomic_open(out) as f:
-        json.dump(result, f, indent=1, sort_keys=True)
-        f.write("\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from companion._atomic import atomic_open
+from companion.files import provenance, write_json
 from companion.scaling_experiments import RunConfig, ScalingGridConfig, run_scaling_grid, shakespeare_chars
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "scaling_grid.json"
@@ -57,22 +56,11 @@ def run(config: ScalingGridConfig, device: str, threads: int) -> dict:
     start = time.perf_counter()
     data, vocab_size = shakespeare_chars()
     result = run_scaling_grid(config, data, vocab_size, device=device, log=True)
-    result["provenance"] = {
-        "script": "experiments/scaling_grid.py",
-        "data": "companion.data.tiny_shakespeare, character level",
-        "torch": torch.__version__,
-        "device": device,
-        "threads": threads,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
+    result["provenance"] = provenance(
+        "experiments/scaling_grid.py", device=device, threads=threads, seconds=time.perf_counter() - start,
+        data="companion.data.tiny_shakespeare, character level",
+    )  # fmt: skip
     return result
-
-
-def write_json(result: dict, out: Path) -> None:
-    """Write atomically (temporary file + rename), so an interrupted run never leaves half a file."""
-    with atomic_open(out) as f:
-        json.dump(result, f, indent=1, sort_keys=True)
-        f.write("\n")
 
 
 def main(argv: list[str] | None = None) -> int:

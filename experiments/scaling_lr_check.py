@@ -24,10 +24,8 @@ from pathlib import Path
 
 import torch
 
+from companion.files import write_json
 from companion.scaling_experiments import ScalingGridConfig, shakespeare_chars, split_data, train_lm
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scaling_grid import write_json
 
 OUT = Path(__file__).resolve().parent / "results" / "scaling_lr_check.json"
 WIDTH, TOKENS, LRS = 256, 409_600, (3e-3, 1.5e-3)

@@ -23,10 +23,10 @@ from companion.extrapolation import (
     ExtrapolationConfig,
     TinyCausalLM,
     char_ids,
-    config_hash,
     length_extrapolation,
     train_lm,
 )
+from companion.files import config_hash
 from companion.testing import assert_causal
 from tests._scripts import load_script
 

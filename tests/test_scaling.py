@@ -19,12 +19,12 @@ from scipy.special import huber as scipy_huber
 from torch.utils.flop_counter import FlopCounterMode
 
 from companion import losses, scaling
+from companion.files import config_hash
 from companion.models.gpt import GPT, GPTConfig
 from companion.scaling import BESIROGLU_REFIT, HOFFMANN_ROUNDED, HOFFMANN_UNROUNDED, ChinchillaParams
 from companion.scaling_experiments import (
     RunConfig,
     ScalingGridConfig,
-    config_hash,
     repeat_epochs,
     repetition_stream,
     run_scaling_grid,

@@ -509,7 +509,7 @@ def test_adamw_model_states_on_cuda_match_the_16_byte_budget():
 
 
 def test_atomic_open_replaces_whole_files_or_nothing(tmp_path):
-    from companion._atomic import atomic_open
+    from companion.files import atomic_open
 
     path = tmp_path / "sub" / "file.json"
     with atomic_open(path) as f:

@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 import regex
 
-from companion._atomic import atomic_open
+from companion.files import atomic_open
 from companion.tokenizers._bytes import token_from_unicode, token_to_unicode
 from companion.tokenizers.pretokenize import get_pattern, make_splitter, safe_chunks
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from companion._atomic import atomic_open
+from companion.files import atomic_open
 
 __all__ = ["CheckpointMismatchError", "config_diff", "load_checkpoint", "save_checkpoint"]
 
