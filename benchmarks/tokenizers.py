@@ -42,7 +42,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from companion.data import tiny_shakespeare  # noqa: E402
 from companion.tokenizers import BPETokenizer  # noqa: E402
-from companion.tokenizers._bytes import token_to_unicode  # noqa: E402
+from companion.tokenizers.byte_level import token_to_unicode  # noqa: E402
 from companion.tokenizers.naive import train_bytes_naive  # noqa: E402
 
 

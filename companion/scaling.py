@@ -53,6 +53,7 @@ __all__ = [
     "compute_optimal",
     "effective_data",
     "fit_parametric",
+    "huber_objective_and_grad",
     "isoflop_curve",
     "kaplan_loss_d",
     "kaplan_loss_n",
@@ -409,10 +410,23 @@ def _runs_array(runs: object) -> np.ndarray:
     return arr
 
 
-def _objective_and_grad(
+def huber_objective_and_grad(
     theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray, delta: float
 ) -> tuple[float, np.ndarray]:
-    """Huber objective (divided by ``delta``) and its gradient in ``theta = (a, b, e, alpha, beta)``."""
+    """Huber objective (divided by ``delta``) and its gradient in ``theta = (a, b, e, alpha, beta)``.
+
+    The objective :func:`fit_parametric` minimizes with L-BFGS, in log space: the predicted log-loss is
+    ``logsumexp(a − α·log N, b − β·log D, e)`` (so ``A = e^a``, ``B = e^b``, ``E = e^e``) and each run adds
+    ``huber_δ(prediction − log L) / δ``.
+
+    Args:
+        theta: ``(5,)`` the point ``(a, b, e, alpha, beta)``.
+        log_n, log_d, log_l: ``(n,)`` logs of the runs' parameters, tokens and losses.
+        delta: the Huber threshold ``δ``.
+
+    Returns:
+        ``(objective, gradient (5,))``.
+    """
     a, b, e, alpha, beta = theta
     terms = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])  # (3, n)
     top = terms.max(axis=0)
@@ -505,7 +519,7 @@ def fit_parametric(
     with _one_blas_thread():
         for theta0 in starts:
             res = minimize(
-                _objective_and_grad,
+                huber_objective_and_grad,
                 theta0,
                 args=(log_n, log_d, log_l, delta),
                 jac=True,

@@ -681,7 +681,7 @@ def test_an_optimizer_without_its_update_rule_cannot_be_built():
     from companion.optim.base import ForeachOptimizer
 
     class Incomplete(ForeachOptimizer):
-        def _check_group(self, group):
+        def check_group(self, group):
             pass
 
     with pytest.raises(TypeError, match="abstract"):

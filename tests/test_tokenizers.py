@@ -29,7 +29,7 @@ from companion.data import tiny_shakespeare
 from companion.tokenizers import BPETokenizer, UnigramTokenizer, WordPieceTokenizer
 from companion.tokenizers import bpe as bpe_module
 from companion.tokenizers import pretokenize as pretokenize_module
-from companion.tokenizers._bytes import bytes_to_unicode, token_from_unicode, token_to_unicode
+from companion.tokenizers.byte_level import bytes_to_unicode, token_from_unicode, token_to_unicode
 from companion.tokenizers.naive import (
     ByteLevelBPE,
     bpe_decode,

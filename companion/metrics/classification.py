@@ -37,6 +37,7 @@ __all__ = [
     "fbeta",
     "fbeta_score",
     "g_mean",
+    "mann_whitney_twice_u",
     "mann_whitney_u",
     "pr_curve",
     "precision",
@@ -446,11 +447,22 @@ def mann_whitney_u(y_true: Any, y_score: Any, *, pos_label: Any = None) -> float
     """
     y, s = _binary_inputs(y_true, y_score, pos_label)
     n_pos, _ = _require_both_classes(y, "the Mann–Whitney U statistic")
-    return _twice_u(y, s, n_pos) / 2.0
+    return mann_whitney_twice_u(y, s, n_pos) / 2.0
 
 
-def _twice_u(y: np.ndarray, s: np.ndarray, n_pos: int) -> int:
-    """2U, exactly, in integer arithmetic (mid-ranks are half-integers, so doubling keeps them whole)."""
+def mann_whitney_twice_u(y: np.ndarray, s: np.ndarray, n_pos: int) -> int:
+    """2U, exactly, in integer arithmetic (mid-ranks are half-integers, so doubling keeps them whole).
+
+    The core of :func:`mann_whitney_u` and :func:`roc_auc_score`, for validated inputs.
+
+    Args:
+        y: ``(n,)`` 0/1 labels (1 = positive).
+        s: ``(n,)`` scores; ties get mid-ranks.
+        n_pos: the number of positives, ``y.sum()``.
+
+    Returns:
+        ``2U`` as an ``int``, where ``U`` = Σ over positives of their rank − n⁺(n⁺ + 1)/2.
+    """
     order = np.argsort(s)
     s_sorted = s[order]
     start = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])  # first index of each tie group
@@ -479,7 +491,7 @@ def roc_auc_score(y_true: Any, y_score: Any, *, pos_label: Any = None) -> float:
     """
     y, s = _binary_inputs(y_true, y_score, pos_label)
     n_pos, n_neg = _require_both_classes(y, "ROC AUC")
-    return _twice_u(y, s, n_pos) / (2 * n_pos * n_neg)
+    return mann_whitney_twice_u(y, s, n_pos) / (2 * n_pos * n_neg)
 
 
 roc_auc = roc_auc_score

@@ -40,6 +40,8 @@ __all__ = [
     "TensorAllocationTracker",
     "attention_hbm_accesses",
     "flash_attention",
+    "flash_backward",
+    "flash_forward",
     "flash_reference",
     "online_softmax",
     "peak_memory_bytes",
@@ -108,10 +110,20 @@ def _blocks(block_size: int | tuple[int, int]) -> tuple[int, int]:
     return b, b
 
 
-def _flash_forward(
+def flash_forward(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, causal: bool, block_q: int, block_k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tiled forward pass. Returns the output ``(..., T_q, d_v)`` and log-sum-exp ``(..., T_q)``."""
+    """FlashAttention's tiled forward pass, without ever building the ``T_q × T_k`` score matrix.
+
+    Args:
+        q: ``(..., T_q, d_k)``; k: ``(..., T_k, d_k)``; v: ``(..., T_k, d_v)``.
+        scale: the score scale (``1/√d_k`` normally); causal: block keys after each query.
+        block_q, block_k: tile sizes along the queries and the keys.
+
+    Returns:
+        The output ``(..., T_q, d_v)`` and the log-sum-exp of each query's scores ``(..., T_q)``, which
+        :func:`flash_backward` needs.
+    """
     t_q, t_k = q.shape[-2], k.shape[-2]
     lead = q.shape[:-2]
     out = q.new_empty((*lead, t_q, v.shape[-1]))
@@ -176,10 +188,10 @@ def flash_reference(
     check_positive_int("block_k", block_k)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     with torch.no_grad():
-        return _flash_forward(q, k, v, scale, causal, block_q, block_k)[0]
+        return flash_forward(q, k, v, scale, causal, block_q, block_k)[0]
 
 
-def _flash_backward(
+def flash_backward(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -195,6 +207,13 @@ def _flash_backward(
 
     With ``P = exp(S - L)``, ``dV = Pᵀ dO``, ``dP = dO Vᵀ``, ``dS = P ⊙ (dP - D)`` where
     ``D_i = Σ_c dO_ic O_ic`` (= ``Σ_j P_ij dP_ij``), ``dQ = scale · dS K`` and ``dK = scale · dSᵀ Q``.
+
+    Args:
+        q, k, v, scale, causal, block_q, block_k: as for :func:`flash_forward`.
+        out, lse: what :func:`flash_forward` returned; dout: the gradient of the output, like ``out``.
+
+    Returns:
+        ``(dq, dk, dv)``, shaped like ``q``, ``k`` and ``v``.
     """
     t_q, t_k = q.shape[-2], k.shape[-2]
     dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
@@ -240,7 +259,7 @@ class FlashAttentionFunction(torch.autograd.Function):
         block_k: int,
     ) -> torch.Tensor:
         """Tiled forward pass; saves ``q, k, v``, the output and the log-sum-exp for the backward pass."""
-        out, lse = _flash_forward(q, k, v, scale, causal, block_q, block_k)
+        out, lse = flash_forward(q, k, v, scale, causal, block_q, block_k)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.config = (scale, causal, block_q, block_k)
         return out
@@ -251,7 +270,7 @@ class FlashAttentionFunction(torch.autograd.Function):
         """Gradients with respect to ``q, k, v`` by recomputing each weight tile (none for the options)."""
         q, k, v, out, lse = ctx.saved_tensors
         scale, causal, block_q, block_k = ctx.config
-        dq, dk, dv = _flash_backward(q, k, v, out, lse, dout.contiguous(), scale, causal, block_q, block_k)
+        dq, dk, dv = flash_backward(q, k, v, out, lse, dout.contiguous(), scale, causal, block_q, block_k)
         return dq, dk, dv, None, None, None, None
 
 

@@ -55,12 +55,12 @@ class Adam(ForeachOptimizer):
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
         super().__init__(params, defaults)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
+    def check_group(self, group: dict[str, Any]) -> None:
         for name in ("lr", "eps", "weight_decay"):
             check_nonnegative(name, group[name])
         check_betas("betas", group["betas"])
 
-    def _update(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+    def update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         if group.get("decoupled_weight_decay", self.decoupled) != self.decoupled:  # a torch state dict
             raise ValueError(

@@ -49,27 +49,27 @@ _UNSUPPORTED_FLAGS = ("maximize", "amsgrad", "capturable", "differentiable", "fu
 class ForeachOptimizer(torch.optim.Optimizer, metaclass=abc.ABCMeta):
     """Base class: validates every parameter group and runs a multi-tensor update per bucket.
 
-    Subclasses implement ``_check_group`` (raise ``ValueError``/``TypeError`` naming the bad
-    hyperparameter) and ``_update``, which receives one parameter group and the parameters of
+    Subclasses implement ``check_group`` (raise ``ValueError``/``TypeError`` naming the bad
+    hyperparameter) and ``update_group``, which receives one parameter group and the parameters of
     that group that have a gradient, all on one device and of one dtype.
     """
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
-        self._check_group(defaults)  # fail on bad defaults before any group is built
+        self.check_group(defaults)  # fail on bad defaults before any group is built
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a parameter group after checking its hyperparameters (merged with the defaults)."""
         if isinstance(param_group, dict):
-            self._check_group({**self.defaults, **param_group})
+            self.check_group({**self.defaults, **param_group})
         super().add_param_group(param_group)
 
     @abc.abstractmethod
-    def _check_group(self, group: dict[str, Any]) -> None:
+    def check_group(self, group: dict[str, Any]) -> None:
         """Raise ``ValueError``/``TypeError`` naming the first bad hyperparameter of ``group``."""
 
     @abc.abstractmethod
-    def _update(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+    def update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         """Apply the update rule in place to ``params`` (one group's parameters with a gradient)."""
 
     def _params_with_grad(self, group: dict[str, Any]) -> list[torch.Tensor]:
@@ -105,7 +105,7 @@ class ForeachOptimizer(torch.optim.Optimizer, metaclass=abc.ABCMeta):
             for p in params:  # foreach ops need one device and one dtype per call
                 buckets.setdefault((p.device, p.dtype), []).append(p)
             for bucket in buckets.values():
-                self._update(group, bucket)
+                self.update_group(group, bucket)
         return loss
 
 

@@ -59,14 +59,14 @@ class RMSprop(ForeachOptimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
+    def check_group(self, group: dict[str, Any]) -> None:
         for name in ("lr", "eps", "weight_decay", "momentum"):
             check_nonnegative(name, group[name])
         check_fraction("alpha", group["alpha"])
         if not isinstance(group["centered"], bool):
             raise TypeError(f"centered: expected a bool, got {group['centered']!r}")
 
-    def _update(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+    def update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         lr, alpha, eps, wd = group["lr"], group["alpha"], group["eps"], group["weight_decay"]
         mu, centered = group["momentum"], group["centered"]
         states = [self.state[p] for p in params]

@@ -57,7 +57,7 @@ class SGD(ForeachOptimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
+    def check_group(self, group: dict[str, Any]) -> None:
         for name in ("lr", "momentum", "dampening", "weight_decay"):
             check_nonnegative(name, group[name])
         if not isinstance(group["nesterov"], bool):
@@ -68,7 +68,7 @@ class SGD(ForeachOptimizer):
                 f"momentum={group['momentum']!r}, dampening={group['dampening']!r}"
             )
 
-    def _update(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+    def update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
         grads = [p.grad for p in params]
         if wd != 0:  # coupled L2: the decay term goes through momentum like the gradient

@@ -35,7 +35,7 @@ import numpy as np
 import regex
 
 from companion.files import atomic_open
-from companion.tokenizers._bytes import token_from_unicode, token_to_unicode
+from companion.tokenizers.byte_level import token_from_unicode, token_to_unicode
 from companion.tokenizers.pretokenize import get_pattern, make_splitter, safe_chunks
 
 __all__ = ["BPETokenizer", "count_words", "train_merges"]

@@ -21,7 +21,7 @@ from companion.tokenizers import naive as ref_naive
 from companion.tokenizers import pretokenize as ref_pre
 from companion.tokenizers import unigram as ref_unigram
 from companion.tokenizers import wordpiece as ref_wordpiece
-from companion.tokenizers._bytes import token_to_unicode
+from companion.tokenizers.byte_level import token_to_unicode
 from companion.tokenizers.pretokenize import bert_basic_tokenize
 
 CLASSIC = {"low": 5, "lowest": 2, "newer": 6, "wider": 3, "new": 2}
