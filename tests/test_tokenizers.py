@@ -6,6 +6,8 @@
   merges of the naive trainer (same tie-break); compression on tiny Shakespeare is within 1% of
   `tokenizers`' BPE trainer; decode(encode(s)) == s for any string (hypothesis).
 * WordPiece: ids identical to `transformers.BertTokenizerFast` on the MiniLM vocab.txt, same lines.
+* Every kind implements one interface (companion.tokenizers.base.Tokenizer): one parametrized test
+  round-trips each through to_dict/from_dict and through files, ids and description unchanged.
 * Unigram: with SentencePiece's trained pieces and scores, identical Viterbi ids and log-likelihoods
   (|diff| <= 1e-6) on the same lines; sampling frequencies match the exact distribution and
   SentencePiece's sampler; our EM-trained vocabulary is compared with SentencePiece's loosely.
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import random
 import re
@@ -26,7 +29,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from companion.data import tiny_shakespeare
-from companion.tokenizers import BPETokenizer, UnigramTokenizer, WordPieceTokenizer
+from companion.tokenizers import (
+    BPETokenizer,
+    CharTokenizer,
+    Tokenizer,
+    UnigramTokenizer,
+    WordPieceTokenizer,
+)
 from companion.tokenizers import bpe as bpe_module
 from companion.tokenizers import pretokenize as pretokenize_module
 from companion.tokenizers.byte_level import bytes_to_unicode, token_from_unicode, token_to_unicode
@@ -321,7 +330,7 @@ def test_save_load_round_trip(tmp_path, small_bpe, smollm2, lines):
     again = BPETokenizer.load(path)
     assert all(again.encode(line) == smollm2.encode(line) for line in lines[::10])
     (tmp_path / "bad.json").write_text('{"format": "other"}')
-    with pytest.raises(ValueError, match=r"is not a companion\.tokenizers\.BPETokenizer file"):
+    with pytest.raises(ValueError, match=r"is not a tokenizer file \(format='other'"):
         BPETokenizer.load(tmp_path / "bad.json")
 
 
@@ -577,3 +586,74 @@ def test_unigram_errors_and_unknowns(sp_unigram):
     assert ids.count(tok.unk_id) == 1
     with pytest.raises(ValueError, match="alpha"):
         tok.sample("x", alpha=-1)
+
+
+# --------------------------------------------------------------------------------------------------
+# One interface: every kind trains, encodes, decodes and round-trips through memory and files
+# --------------------------------------------------------------------------------------------------
+
+KINDS = {
+    "char": lambda corpus: CharTokenizer.train(corpus),
+    "bpe": lambda corpus: BPETokenizer.train(corpus, 300, special_tokens=["<|endoftext|>"]),
+    "wordpiece": lambda corpus: WordPieceTokenizer.train(corpus, 300),
+    "unigram": lambda corpus: UnigramTokenizer.train(corpus, 300),
+    "bpe-smollm2": lambda corpus: BPETokenizer.from_pretrained("smollm2"),
+    "wordpiece-minilm": lambda corpus: WordPieceTokenizer.from_pretrained("minilm"),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(KINDS))
+def any_tokenizer(request, shakespeare):
+    return KINDS[request.param](shakespeare[:40_000])
+
+
+def test_every_kind_is_a_tokenizer_with_in_range_ids(any_tokenizer, shakespeare):
+    assert isinstance(any_tokenizer, Tokenizer)
+    assert Tokenizer._kinds[any_tokenizer.format] is type(any_tokenizer)
+    for line in shakespeare[50_000:52_000].splitlines():
+        ids = any_tokenizer.encode(line)
+        assert all(isinstance(i, int) and 0 <= i < any_tokenizer.vocab_size for i in ids)
+        assert isinstance(any_tokenizer.decode(ids), str)
+
+
+def test_every_kind_round_trips_in_memory_and_through_files(tmp_path, any_tokenizer, shakespeare):
+    probe = shakespeare[50_000:53_000].splitlines()  # the char tokenizer's alphabet covers these
+    described = any_tokenizer.to_dict()
+    assert described["format"] == any_tokenizer.format
+    again = type(any_tokenizer).from_dict(json.loads(json.dumps(described)))
+    path = tmp_path / "tok.json"
+    any_tokenizer.save(path)
+    loaded = Tokenizer.load(path)  # the base class finds the kind from the file
+    assert type(loaded) is type(any_tokenizer) and type(again) is type(any_tokenizer)
+    assert again.to_dict() == described and loaded.to_dict() == described
+    assert type(any_tokenizer).load(path).to_dict() == described
+    for line in probe:
+        ids = any_tokenizer.encode(line)
+        assert again.encode(line) == ids and loaded.encode(line) == ids
+        assert loaded.decode(ids) == any_tokenizer.decode(ids)
+
+
+def test_unigram_file_keeps_sentencepiece_scores_exactly(tmp_path, sp_unigram, lines):
+    tok = UnigramTokenizer.from_sentencepiece(sp_unigram)
+    tok.save(tmp_path / "unigram.json")
+    loaded = UnigramTokenizer.load(tmp_path / "unigram.json")
+    assert loaded.pieces == tok.pieces and loaded.control_ids == tok.control_ids
+    for line in lines[::20]:
+        assert loaded.encode(line) == tok.encode(line)
+        assert loaded.log_likelihood(line) == tok.log_likelihood(line)
+
+
+def test_lossless_kinds_decode_what_they_encode(shakespeare):
+    for tok in (CharTokenizer.train(shakespeare), BPETokenizer.train(shakespeare[:20_000], 300)):
+        assert tok.decode(tok.encode(shakespeare[60_000:61_000])) == shakespeare[60_000:61_000]
+
+
+def test_loading_the_wrong_kind_or_no_tokenizer_is_a_clear_error(tmp_path):
+    CharTokenizer("abc").save(tmp_path / "char.json")
+    with pytest.raises(ValueError, match=r"holds a CharTokenizer .* not a BPETokenizer"):
+        BPETokenizer.load(tmp_path / "char.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"not a tokenizer file \(format=None; known: .*CharTokenizer"):
+        Tokenizer.load(tmp_path / "list.json")
+    with pytest.raises(ValueError, match="vocab_size: a character tokenizer has one id per character"):
+        CharTokenizer.train("abc", vocab_size=4)

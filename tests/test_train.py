@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from companion.models import GPT, GPTConfig
+from companion.tokenizers import CharTokenizer
 from companion.train import (
-    CharTokenizer,
     CheckpointMismatchError,
     LossScaler,
     TrainConfig,
@@ -251,7 +251,7 @@ def test_blocks_targets_and_split():
     assert t.tolist() == [[6, 7, 8, -100]]
     tok = CharTokenizer("hello world")
     assert tok.decode(tok.encode("hello")) == "hello" and tok.vocab_size == 8
-    assert CharTokenizer.from_json(tok.to_json()).chars == tok.chars
+    assert CharTokenizer.from_dict(tok.to_dict()).chars == tok.chars
     with pytest.raises(ValueError, match="not in the vocabulary"):
         tok.encode("HELLO")
 

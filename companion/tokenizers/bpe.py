@@ -24,23 +24,21 @@ cached per pre-token, so frequent words cost one dictionary lookup.
 from __future__ import annotations
 
 import heapq
-import json
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import regex
 
-from companion.files import atomic_open
+from companion.tokenizers.base import Tokenizer
 from companion.tokenizers.byte_level import token_from_unicode, token_to_unicode
 from companion.tokenizers.pretokenize import get_pattern, make_splitter, safe_chunks
 
 __all__ = ["BPETokenizer", "count_words", "train_merges"]
 
-_FORMAT = "companion.tokenizers.BPETokenizer"
 AllowedSpecial = Literal["all", "none"] | Collection[str]
 
 
@@ -223,12 +221,13 @@ def _special_regex(special_tokens: Iterable[str]) -> regex.Pattern | None:
     return regex.compile("(" + "|".join(regex.escape(t) for t in tokens) + ")")
 
 
-class BPETokenizer:
+class BPETokenizer(Tokenizer):
     """A byte-level BPE tokenizer: 256 byte tokens, ranked merges, special tokens, a pre-token regex.
 
-    Build one by training (:meth:`train`), from a file written by :meth:`save` (:meth:`load`), from
-    GPT-2-style vocabulary and merge strings (:meth:`from_vocab_and_merges`), or from a pretrained
-    model (:meth:`from_gguf`, :meth:`from_pretrained`).
+    Build one by training (:meth:`train`), from a file written by
+    :meth:`~companion.tokenizers.base.Tokenizer.save` (:meth:`~companion.tokenizers.base.Tokenizer.load`),
+    from GPT-2-style vocabulary and merge strings (:meth:`from_vocab_and_merges`), or from a pretrained model
+    (:meth:`from_gguf`, :meth:`from_pretrained`).
 
     Args:
         merges: the merges in rank order, as ``(left bytes, right bytes)``.
@@ -243,6 +242,8 @@ class BPETokenizer:
         >>> tok.decode(tok.encode("slower")) == "slower"
         True
     """
+
+    format = "companion.tokenizers.BPETokenizer"
 
     def __init__(
         self,
@@ -573,10 +574,11 @@ class BPETokenizer:
     # files
     # ------------------------------------------------------------------------------------------
 
-    def to_dict(self) -> dict:
-        """The JSON-ready description :meth:`save` writes."""
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready description :meth:`~companion.tokenizers.base.Tokenizer.save` writes: tokens in
+        GPT-2's byte alphabet, merges as ``"Ġ t"``."""
         return {
-            "format": _FORMAT,
+            "format": self.format,
             "version": 1,
             "pattern": self.pattern,
             "special_tokens": dict(sorted(self.special_tokens.items(), key=lambda kv: kv[1])),
@@ -584,22 +586,9 @@ class BPETokenizer:
             "merges": [f"{token_to_unicode(a)} {token_to_unicode(b)}" for a, b in self.merges],
         }
 
-    def save(self, path: str | Path) -> None:
-        """Write the tokenizer as readable JSON (tokens in GPT-2's byte alphabet, merges ``"Ġ t"``).
-
-        The file is written to a temporary name and renamed, so a crash never leaves half a file.
-        """
-        path = Path(path)
-        text = json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
-        with atomic_open(path) as f:
-            f.write(text)
-
     @classmethod
-    def load(cls, path: str | Path) -> BPETokenizer:
-        """Read a file written by :meth:`save`."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"path: {path} is not a {_FORMAT} file (format={data.get('format')!r})")
+    def from_dict(cls, data: dict[str, Any]) -> BPETokenizer:
+        """Inverse of :meth:`to_dict`."""
         vocab = {i: token_from_unicode(t) for t, i in data["vocab"].items()}
         merges = [tuple(token_from_unicode(p) for p in m.split(" ")) for m in data["merges"]]
         return cls(merges, vocab=vocab, pattern=data["pattern"], special_tokens=data["special_tokens"])

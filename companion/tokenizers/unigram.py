@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from scipy.special import digamma
 
+from companion.tokenizers.base import Tokenizer
 from companion.tokenizers.pretokenize import SPACE_SYMBOL, sp_denormalize, sp_normalize, sp_split
 
 __all__ = ["UNK_PENALTY", "UnigramTokenizer", "unigram_prune", "unigram_viterbi"]
@@ -290,7 +291,7 @@ def _group_logsumexp(vals: np.ndarray, starts: np.ndarray, group: np.ndarray, pe
 # --------------------------------------------------------------------------------------------------
 
 
-class UnigramTokenizer:
+class UnigramTokenizer(Tokenizer):
     """A Unigram LM tokenizer with SentencePiece's whitespace handling.
 
     Args:
@@ -306,6 +307,8 @@ class UnigramTokenizer:
         >>> tok.encode_pieces("ab ba")
         ['▁ab', '▁', 'b', 'a']
     """
+
+    format = "companion.tokenizers.UnigramTokenizer"
 
     def __init__(
         self,
@@ -353,6 +356,29 @@ class UnigramTokenizer:
     def vocab_size(self) -> int:
         """Number of ids."""
         return len(self.pieces)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready description :meth:`~companion.tokenizers.base.Tokenizer.save` writes: pieces with
+        their log-probabilities (JSON keeps every float exactly), the unknown and control ids, and the
+        dummy-prefix option."""
+        return {
+            "format": self.format,
+            "version": 1,
+            "pieces": [[piece, score] for piece, score in self.pieces],
+            "unk_id": self.unk_id,
+            "control_ids": sorted(self.control_ids),
+            "add_dummy_prefix": self.add_dummy_prefix,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UnigramTokenizer:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            [(piece, score) for piece, score in data["pieces"]],
+            unk_id=data["unk_id"],
+            control_ids=data["control_ids"],
+            add_dummy_prefix=data["add_dummy_prefix"],
+        )
 
     def _word_lattice(self, word: str) -> list[list[tuple[int, float, int, float]]]:
         """Cached lattice of one word: per start, [(end, score as float32, id, score)], pieces by

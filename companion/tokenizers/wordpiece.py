@@ -27,9 +27,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import regex
 
+from companion.tokenizers.base import Tokenizer
 from companion.tokenizers.pretokenize import bert_basic_tokenize
 
 __all__ = ["SPECIAL_TOKENS", "WordPieceTokenizer", "wordpiece_encode", "wordpiece_train"]
@@ -236,7 +238,7 @@ def _shift(
 # --------------------------------------------------------------------------------------------------
 
 
-class WordPieceTokenizer:
+class WordPieceTokenizer(Tokenizer):
     """BERT's tokenizer: basic tokenization + WordPiece, with ``[CLS] … [SEP]``.
 
     Args:
@@ -253,6 +255,8 @@ class WordPieceTokenizer:
         >>> tok.tokenize("Unaffable")
         ['un', '##aff', '##able']
     """
+
+    format = "companion.tokenizers.WordPieceTokenizer"
 
     def __init__(
         self,
@@ -379,6 +383,33 @@ class WordPieceTokenizer:
         """Write ``vocab.txt`` (one token per line, in id order)."""
         ordered = [self.ids_to_tokens[i] for i in sorted(self.ids_to_tokens)]
         Path(path).write_text("\n".join(ordered) + "\n", encoding="utf-8")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready description :meth:`~companion.tokenizers.base.Tokenizer.save` writes: the vocabulary
+        (token → id) and every option, so that, unlike a bare ``vocab.txt``, the file also restores casing and
+        special tokens."""
+        return {
+            "format": self.format,
+            "version": 1,
+            "vocab": dict(sorted(self.vocab.items(), key=lambda kv: kv[1])),
+            "unk_token": self.unk_token,
+            "max_input_chars_per_word": self.max_input_chars_per_word,
+            "lowercase": self.lowercase,
+            "strip_accents": self.strip_accents,
+            "special_tokens": list(self.special_tokens),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WordPieceTokenizer:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            data["vocab"],
+            unk_token=data["unk_token"],
+            max_input_chars_per_word=data["max_input_chars_per_word"],
+            lowercase=data["lowercase"],
+            strip_accents=data["strip_accents"],
+            special_tokens=data["special_tokens"],
+        )
 
     def __repr__(self) -> str:
         return f"WordPieceTokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase})"

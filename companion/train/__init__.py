@@ -16,7 +16,6 @@
 from companion.train.accumulate import accumulate_grads
 from companion.train.checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from companion.train.data import (
-    CharTokenizer,
     LMData,
     random_blocks,
     shakespeare,
@@ -31,7 +30,6 @@ from companion.train.trainer import TrainConfig, Trainer, param_groups
 
 __all__ = [
     "PRESETS",
-    "CharTokenizer",
     "CheckpointMismatchError",
     "LMData",
     "LossScaler",

@@ -15,67 +15,21 @@ and its data stream can be saved in a checkpoint and resumed exactly.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from companion._validate import check_positive_int, check_tensor
+from companion.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 
 __all__ = [
-    "CharTokenizer",
     "LMData",
     "random_blocks",
     "shakespeare",
     "shift_targets",
     "split_train_val",
 ]
-
-
-class CharTokenizer:
-    """Character-level tokenizer: one id per distinct character, in sorted order (nanoGPT's ``meta``).
-
-    Args:
-        text: the corpus whose characters form the vocabulary (tiny Shakespeare has 65).
-    """
-
-    def __init__(self, text: str | Iterable[str]) -> None:
-        self.chars: list[str] = sorted(set(text))
-        if not self.chars:
-            raise ValueError("text: expected a non-empty corpus")
-        self._stoi = {c: i for i, c in enumerate(self.chars)}
-
-    @property
-    def vocab_size(self) -> int:
-        """Number of distinct characters ``V``."""
-        return len(self.chars)
-
-    def encode(self, text: str) -> list[int]:
-        """Ids of the characters of ``text``; a character outside the vocabulary is a ``ValueError``."""
-        try:
-            return [self._stoi[c] for c in text]
-        except KeyError as exc:
-            raise ValueError(f"text: character {exc.args[0]!r} is not in the vocabulary") from None
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """The text of ``ids`` (a list or a 1-D tensor)."""
-        if isinstance(ids, torch.Tensor):
-            ids = ids.tolist()
-        return "".join(self.chars[i] for i in ids)
-
-    def to_json(self) -> str:
-        """The vocabulary as JSON (to store next to a checkpoint)."""
-        return json.dumps({"type": "char", "chars": self.chars}, ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, s: str) -> CharTokenizer:
-        """Inverse of :meth:`to_json`."""
-        return cls(json.loads(s)["chars"])
-
-    def __repr__(self) -> str:
-        return f"CharTokenizer(vocab_size={self.vocab_size})"
 
 
 @dataclass
@@ -85,13 +39,15 @@ class LMData:
     Attributes:
         train: ``(N_train,)`` int64 ids (the first 90% of the corpus).
         val: ``(N_val,)`` int64 ids (the last 10%).
-        tokenizer: a :class:`CharTokenizer` or a :class:`companion.tokenizers.BPETokenizer`.
+        tokenizer: the :class:`~companion.tokenizers.base.Tokenizer` that made the ids (a
+            :class:`~companion.tokenizers.char.CharTokenizer` or a
+            :class:`~companion.tokenizers.bpe.BPETokenizer`).
         name: where the data came from, e.g. ``"shakespeare-char"``.
     """
 
     train: torch.Tensor
     val: torch.Tensor
-    tokenizer: Any
+    tokenizer: Tokenizer
     name: str = ""
 
     @property
@@ -135,10 +91,8 @@ def shakespeare(tokenizer: str = "char", *, bpe_vocab_size: int = 512, val_fract
 
     text = tiny_shakespeare()
     if tokenizer == "char":
-        tok: Any = CharTokenizer(text)
+        tok: Tokenizer = CharTokenizer(text)
     elif tokenizer == "bpe":
-        from companion.tokenizers import BPETokenizer
-
         tok = BPETokenizer.train(text, vocab_size=check_positive_int("bpe_vocab_size", bpe_vocab_size))
     else:
         raise ValueError(f"tokenizer: expected 'char' or 'bpe', got {tokenizer!r}")
