@@ -28,6 +28,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -54,14 +55,19 @@ def run_key(run: dict[str, Any]) -> tuple[float, int, bool]:
     return (run["lr"], run["seed"], run["decay_embeddings"])
 
 
-def train_one(lr: float, seed: int, decay_embeddings: bool, workdir: Path) -> dict[str, Any]:
-    """One CPU run of the baby preset through the command line; its summary as a sweep record."""
+def train_one(
+    lr: float, seed: int, decay_embeddings: bool, workdir: Path, extra: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One CPU run of the baby preset through the command line; its summary as a sweep record.
+
+    ``extra`` command-line overrides are appended (the test suite shrinks the model and the run).
+    """
     tag = f"lr{lr:g}_s{seed}_de{int(decay_embeddings)}"
     results = workdir / f"{tag}.json"
     cmd = [
         sys.executable, "-m", "companion.train", "--config", "baby", "--device", "cpu", "--threads", "1",
         "--no_progress", f"--lr={lr}", f"--seed={seed}", f"--decay_embeddings={decay_embeddings}",
-        "--out_dir", str(workdir / tag), "--results", str(results),
+        "--out_dir", str(workdir / tag), "--results", str(results), *extra,
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:

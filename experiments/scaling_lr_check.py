@@ -11,6 +11,7 @@ runs them in parallel processes.
 Usage, from the repository root::
 
     python experiments/scaling_lr_check.py --jobs 2
+    python experiments/scaling_lr_check.py --smoke --out /tmp/smoke.json   # seconds; format only
 """
 
 from __future__ import annotations
@@ -25,35 +26,59 @@ from pathlib import Path
 import torch
 
 from companion.files import write_json
-from companion.scaling_experiments import ScalingGridConfig, shakespeare_chars, split_data, train_lm
+from companion.scaling_experiments import (
+    RunConfig,
+    ScalingGridConfig,
+    shakespeare_chars,
+    split_data,
+    train_lm,
+)
 
 OUT = Path(__file__).resolve().parent / "results" / "scaling_lr_check.json"
 WIDTH, TOKENS, LRS = 256, 409_600, (3e-3, 1.5e-3)
 
 
-def train_at(lr: float) -> dict:
-    """One run of the GPU grid's configuration at width ``WIDTH``, ``TOKENS`` tokens and peak ``lr``."""
+def train_at(lr: float, smoke: bool = False) -> dict:
+    """One run of the GPU grid's configuration at width ``WIDTH``, ``TOKENS`` tokens and peak ``lr``.
+
+    ``smoke=True`` trains width 16 on 2 048 tokens with short sequences instead: the same code and
+    record format in a second, for the test suite.
+    """
     torch.set_num_threads(1)
     grid = ScalingGridConfig.gpu()
+    width, tokens, run = WIDTH, TOKENS, grid.run
+    if smoke:
+        width, tokens = 16, 2048
+        run = dataclasses.replace(RunConfig(), block_size=16, batch_size=4, eval_tokens=256)
     data, vocab_size = shakespeare_chars()
     train_ids, val = split_data(data, grid.val_frac)
     start = time.perf_counter()
-    config = dataclasses.replace(grid.run, lr=lr)
-    loss = train_lm(train_ids, val, TOKENS, width=WIDTH, config=config, vocab_size=vocab_size)
+    config = dataclasses.replace(run, lr=lr)
+    loss = train_lm(train_ids, val, tokens, width=width, config=config, vocab_size=vocab_size)
     seconds = round(time.perf_counter() - start, 1)
-    print(f"width {WIDTH}, {TOKENS} tokens, lr {lr:g}: val {loss:.4f} ({seconds} s)", flush=True)
-    return {"width": WIDTH, "tokens": TOKENS, "lr": lr, "val_loss": round(loss, 6), "seconds": seconds}
+    print(f"width {width}, {tokens} tokens, lr {lr:g}: val {loss:.4f} ({seconds} s)", flush=True)
+    return {"width": width, "tokens": tokens, "lr": lr, "val_loss": round(loss, 6), "seconds": seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (one CPU thread each)")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--smoke", action="store_true", help="tiny runs: checks the code and format only")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be positive")
-    with ProcessPoolExecutor(args.jobs) as pool:
-        runs = list(pool.map(train_at, LRS))
+    if args.smoke and args.out == OUT:
+        parser.error("--smoke would overwrite the committed results: pass --out")
+    if args.jobs == 1:  # in this process (train_at sets one thread; put the caller's count back)
+        threads = torch.get_num_threads()
+        try:
+            runs = [train_at(lr, args.smoke) for lr in LRS]
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            runs = list(pool.map(train_at, LRS, [args.smoke] * len(LRS)))
     result = {
         "grid_config": ScalingGridConfig.gpu().to_dict(),
         "runs": runs,

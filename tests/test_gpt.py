@@ -21,7 +21,6 @@ from companion.models import GPT, GPTConfig, incremental_logits, param_count
 from companion.nn.norms import LayerNorm, RMSNorm
 from companion.testing import assert_causal
 
-transformers = pytest.importorskip("transformers")
 logging.getLogger("transformers").setLevel(logging.ERROR)
 
 HYPO = settings(max_examples=25, deadline=None)
@@ -38,11 +37,17 @@ VARIANTS = {
 }
 
 
+@pytest.fixture(scope="module")
+def transformers():
+    """Hugging Face ``transformers``, for the parity tests only: without it they skip, the rest run."""
+    return pytest.importorskip("transformers")
+
+
 def _ids(b, t, v, seed=0):
     return torch.randint(0, v, (b, t), generator=torch.Generator().manual_seed(seed))
 
 
-def _hf_pair(n_layer=2, n_head=4, n_embd=64, vocab=101, n_ctx=32, seed=0):
+def _hf_pair(transformers, n_layer=2, n_head=4, n_embd=64, vocab=101, n_ctx=32, seed=0):
     torch.manual_seed(seed)
     hc = transformers.GPT2Config(
         n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab, n_positions=n_ctx,
@@ -62,8 +67,8 @@ def _hf_pair(n_layer=2, n_head=4, n_embd=64, vocab=101, n_ctx=32, seed=0):
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_logits_loss_and_grads_match_hf_gpt2(fused):
-    hf, ours = _hf_pair()
+def test_logits_loss_and_grads_match_hf_gpt2(transformers, fused):
+    hf, ours = _hf_pair(transformers)
     if not fused:
         ours = GPT.from_hf_gpt2(hf, fused_attention=False).eval()
     idx = _ids(3, 32, 101)
@@ -87,7 +92,7 @@ def test_logits_loss_and_grads_match_hf_gpt2(fused):
         torch.testing.assert_close(g_ours, g_hf, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_full_gpt2_small_matches_hf_and_has_124m_parameters():
+def test_full_gpt2_small_matches_hf_and_has_124m_parameters(transformers):
     torch.manual_seed(0)
     hf = transformers.GPT2LMHeadModel(transformers.GPT2Config()).eval()
     ours = GPT.from_hf_gpt2(hf).eval()
@@ -99,9 +104,9 @@ def test_full_gpt2_small_matches_hf_and_has_124m_parameters():
         torch.testing.assert_close(ours(idx)[0], hf(idx).logits, atol=1e-5, rtol=0)
 
 
-def test_hf_parity_fails_for_an_untransposed_conv1d_weight():
+def test_hf_parity_fails_for_an_untransposed_conv1d_weight(transformers):
     """The comparison can fail: copying one Conv1D weight without the transpose is caught."""
-    hf, ours = _hf_pair()
+    hf, ours = _hf_pair(transformers)
     with torch.no_grad():
         ours.blocks[0].attn.out_proj.weight.copy_(hf.transformer.h[0].attn.c_proj.weight)  # no .T
     idx = _ids(2, 16, 101)

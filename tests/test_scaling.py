@@ -31,6 +31,7 @@ from companion.scaling_experiments import (
     split_data,
     train_on_stream,
 )
+from tests._scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {"rounded": HOFFMANN_ROUNDED, "unrounded": HOFFMANN_UNROUNDED, "refit": BESIROGLU_REFIT}
@@ -370,6 +371,30 @@ def test_gpu_grid_repeats_the_cpu_grid_where_they_overlap():
     pairs = zip(gpu["repetition"], cpu["repetition"], strict=True)
     repetition = [abs(g["val_loss"] - c["val_loss"]) for g, c in pairs]
     assert len(repetition) == 4 and max(repetition) < 1e-3  # measured: 4e-5
+
+
+def _keys(tree):
+    """The nested key structure of a JSON value (lists by their first element), for format checks."""
+    if isinstance(tree, dict):
+        return {k: _keys(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_keys(tree[0])] if tree else []
+    return type(tree).__name__
+
+
+def test_lr_check_script_runs_and_writes_the_committed_format(tmp_path):
+    """The committed scaling_lr_check.json is read by the chapter; the script that writes it still runs
+    (on a tiny configuration) and writes the same structure."""
+    script = load_script("experiments/scaling_lr_check.py")
+    out = tmp_path / "smoke.json"
+    assert script.main(["--smoke", "--out", str(out)]) == 0
+    smoke = json.loads(out.read_text(encoding="utf-8"))
+    committed = json.loads((ROOT / "experiments" / "results" / "scaling_lr_check.json").read_text("utf-8"))
+    assert _keys(smoke) == _keys(committed)
+    assert [r["lr"] for r in smoke["runs"]] == [r["lr"] for r in committed["runs"]]
+    assert all(0 < r["val_loss"] < math.log(65) for r in smoke["runs"])
+    with pytest.raises(SystemExit):  # never over the committed file
+        script.main(["--smoke"])
 
 
 def test_lower_learning_rates_rescue_the_widest_gpu_grid_model():

@@ -354,6 +354,11 @@ def test_cli_runs_writes_results_and_resumes(tmp_path):
         [sys.executable, "-m", "companion.train", "--nope=3"], capture_output=True, text=True, cwd=ROOT
     )
     assert bad.returncode == 2 and "unknown key 'nope'" in bad.stderr
+    # The committed baby run (read by the GPT chapter) has the structure this code writes today.
+    committed = json.loads((ROOT / "experiments" / "results" / "gpt_baby.json").read_text(encoding="utf-8"))
+    assert _keys(resumed).keys() == _keys(committed).keys()
+    for key in ("final", "final_precise", "model_config", "train_config", "best"):
+        assert _keys(resumed[key]) == _keys(committed[key]), key
 
 
 def test_cli_best_checkpoint_survives_a_resume_that_gets_worse(tmp_path, monkeypatch):
@@ -437,6 +442,33 @@ def test_baby_lr_sweep_results_back_the_preset():
     means = {lr: sum(v) / len(v) for lr, v in by_lr.items()}
     assert len(means) >= 5 and min(means, key=means.get) == run.lr
     assert max(by_lr[run.lr]) <= 1.88 and len(by_lr[run.lr]) >= 4
+
+
+def _keys(tree):
+    """The nested key structure of a JSON value (lists by their first element), for format checks."""
+    if isinstance(tree, dict):
+        return {k: _keys(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_keys(tree[0])] if tree else []
+    return type(tree).__name__
+
+
+TINY_BABY = ["--n_layer=1", "--n_embd=16", "--n_head=2", "--block_size=8", "--batch_size=2", "--max_iters=4"]
+TINY_BABY += ["--eval_interval=2", "--eval_iters=1", "--final_eval_iters=1", "--warmup_iters=1"]
+
+
+def test_baby_lr_sweep_runs_one_tiny_run_in_the_committed_format(tmp_path):
+    """The sweep's record of a run, made by the same code path (the CLI in a subprocess) on a tiny model,
+    has exactly the structure of the committed records."""
+    sweep = _load_sweep_script()
+    record = sweep.train_one(2e-3, 1, False, tmp_path, extra=TINY_BABY)
+    committed = json.loads(
+        (ROOT / "experiments" / "results" / "gpt_baby_lr_sweep.json").read_text(encoding="utf-8")
+    )
+    first = committed["runs"][0]
+    assert record.keys() == first.keys() and _keys(record["eval"]) == _keys(first["eval"])
+    assert (record["lr"], record["seed"], record["eval"][-1]["iter"]) == (2e-3, 1, 4)
+    assert record["val_loss_20_batches"] == record["eval"][-1]["val"]
 
 
 def test_baby_lr_sweep_script_parses_seeds_and_merges_runs(tmp_path, capsys):
