@@ -1,9 +1,25 @@
 """Companion package of *LLM Foundations* (大模型基础).
 
 The chapters of the book build each idea from scratch; this package holds the tested, efficient
-versions they verify against and that learners can reuse: attention and masks (``companion.nn``),
-device helpers (``companion.device``), analysis helpers (``companion.analysis``), testing helpers
-(``companion.testing``) and the exercise grader (``companion.grading``).
+versions they verify against and that learners can reuse. One module per idea:
+
+* helpers — ``device`` (devices, seeding, ``reproducible``), ``files`` (atomic writes, results and
+  provenance), ``notebook`` (``show_source``, ``check_close``), ``testing``, ``env``;
+* data and weights — ``data`` (tiny Shakespeare, augmentation), ``hub`` (pinned pretrained assets),
+  ``gguf`` (the GGUF reader);
+* learning — ``losses`` (every loss, the LM loss and perplexity included), ``metrics``,
+  ``generalization``, ``regularization``, ``optim`` (optimizers and the warm-up + cosine schedule);
+* language models — ``tokenizers`` (one interface: character, BPE, WordPiece, Unigram), ``nn`` (the
+  one attention module, positions, norms, FFNs, the one Transformer block, efficient attention),
+  ``models`` (GPT, built from ``nn``), ``train`` (the ``Trainer``, data, checkpoints, distributed and
+  mixed-precision pieces), ``generate`` (decoding), ``scaling`` (scaling laws);
+* ``extrapolation`` and ``scaling_experiments`` — two chapters' experiments (their scripts and
+  committed results are in ``experiments/``);
+* ``grading`` — the exercise grader (``python -m companion.grading``).
+
+Layering: ``nn`` imports no model; ``models`` are built from ``nn``; ``train`` uses ``models`` for its
+presets and command line, while its ``Trainer`` takes any module; nothing imports ``notebooks/`` or
+``tests/``.
 """
 
 __version__ = "0.1.0"

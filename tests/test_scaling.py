@@ -382,6 +382,17 @@ def _keys(tree):
     return type(tree).__name__
 
 
+def test_grid_script_runs_and_writes_the_committed_format(tmp_path):
+    """experiments/scaling_grid.py itself (not only run_scaling_grid) on its smoke grid writes the
+    structure of both committed grids."""
+    out = tmp_path / "smoke.json"
+    assert load_script("experiments/scaling_grid.py").main(["--smoke", "--out", str(out)]) == 0
+    smoke = json.loads(out.read_text(encoding="utf-8"))
+    for name in ("scaling_grid.json", "scaling_grid_gpu.json"):
+        committed = json.loads((ROOT / "experiments" / "results" / name).read_text(encoding="utf-8"))
+        assert _keys(smoke) == _keys(committed), name
+
+
 def test_lr_check_script_runs_and_writes_the_committed_format(tmp_path):
     """The committed scaling_lr_check.json is read by the chapter; the script that writes it still runs
     (on a tiny configuration) and writes the same structure."""

@@ -3,7 +3,8 @@
 ``attention`` (scaled dot-product attention and the one attention module, its kernel chosen by name),
 ``masks``, ``positional`` (sinusoidal, learned, RoPE, ALiBi, T5 buckets), ``norms``, ``activations``,
 ``ffn``, ``moe``, ``block`` (the one configurable Transformer block), ``kv_cache``, ``flash``
-(FlashAttention's tiling), ``mla`` (multi-head latent attention) and ``linformer``. Models
+(FlashAttention's tiling), ``mla`` (multi-head latent attention), ``linformer`` and
+``score_scaling`` (why scores are divided by √d_k). Models
 (:mod:`companion.models`) are built from these.
 """
 

@@ -7,9 +7,9 @@ import math
 import torch
 from torch import nn
 
-from companion.analysis import N_KEYS, softmax_jacobian_norm
 from companion.nn.attention import MultiHeadAttention, merge_heads, scaled_dot_product_attention, split_heads
 from companion.nn.masks import causal
+from companion.nn.score_scaling import N_KEYS, softmax_jacobian_norm
 
 # --- attention.sdpa --------------------------------------------------------------------------------
 

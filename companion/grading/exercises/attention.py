@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from companion.analysis import score_stats
 from companion.grading.checks import expect, expect_close, expect_raises, expect_tensor
 from companion.grading.registry import Exercise, register
 from companion.nn.attention import CrossAttention, MultiHeadAttention, scaled_dot_product_attention
 from companion.nn.masks import causal, combine, padding
+from companion.nn.score_scaling import score_stats
 from companion.testing import assert_causal
 
 # --------------------------------------------------------------------------------------------------

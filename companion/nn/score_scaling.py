@@ -1,6 +1,8 @@
-"""Numerical experiments that chapters plot and exercises grade.
+"""Why attention divides its scores by √d_k (缩放点积): the measurements the Attention chapter plots.
 
-``score_stats`` measures why attention divides scores by ``sqrt(d_k)`` (Attention chapter).
+:func:`score_stats` draws random queries and keys of width ``d_k`` and reports the spread of the raw
+and scaled scores and how saturated the resulting softmax is; :func:`softmax_jacobian_norm` is the size
+of the softmax's Jacobian, which a saturated softmax drives to 0 (no gradient flows back).
 """
 
 from __future__ import annotations

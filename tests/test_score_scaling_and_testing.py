@@ -1,4 +1,5 @@
-"""companion.analysis.score_stats and companion.testing.assert_causal against independent computations."""
+"""companion.nn.score_scaling.score_stats and companion.testing.assert_causal against independent
+computations."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from companion.analysis import N_KEYS, score_stats, softmax_jacobian_norm
 from companion.nn.attention import MultiHeadAttention
 from companion.nn.masks import causal
+from companion.nn.score_scaling import N_KEYS, score_stats, softmax_jacobian_norm
 from companion.testing import assert_causal
 
 
