@@ -13,8 +13,8 @@ versions they verify against and that learners can reuse. One module per idea:
   one attention module, positions, norms, FFNs, the one Transformer block, efficient attention),
   ``models`` (GPT, built from ``nn``), ``train`` (the ``Trainer``, data, checkpoints, distributed and
   mixed-precision pieces), ``generate`` (decoding), ``scaling`` (scaling laws);
-* ``extrapolation`` and ``scaling_experiments`` — two chapters' experiments (their scripts and
-  committed results are in ``experiments/``);
+* ``scaling_experiments`` — the Scaling-laws chapter's training grid (its scripts and committed
+  results are in ``experiments/``, with the other chapter experiments);
 * ``grading`` — the exercise grader (``python -m companion.grading``).
 
 Layering: ``nn`` imports no model; ``models`` are built from ``nn``; ``train`` uses ``models`` for its

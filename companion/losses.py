@@ -12,7 +12,8 @@ functions chapter:
 * :func:`mae`, :func:`rmse` and :func:`huber` for regression;
 * for language models, :func:`lm_loss` — the one LM loss of the package (the GPT, the trainer and the
   later chapters use it), the mean next-token cross-entropy over the counted targets — and
-  :func:`perplexity` = ``exp(CE)``.
+  :func:`perplexity` = ``exp(CE)``, and :func:`length_extrapolation`, the perplexity of a model at
+  each of several evaluation lengths.
 
 Shapes: ``N`` examples, ``C`` classes, ``B`` batch, ``T`` sequence length. Class scores are
 *logits* with the class axis **last**, ``(N, C)`` or ``(B, T, C)`` — the layout of a language model's
@@ -26,18 +27,20 @@ fully padded batch cannot poison training.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from companion._validate import check_probability, check_tensor
+from companion._validate import check_positive_int, check_probability, check_tensor
 
 __all__ = [
     "binary_cross_entropy_with_logits",
     "cross_entropy",
     "gaussian_nll",
     "huber",
+    "length_extrapolation",
     "lm_loss",
     "log_loss",
     "log_softmax",
@@ -506,3 +509,66 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -10
     if flat.dtype in (torch.float16, torch.bfloat16):
         flat = flat.float()
     return F.cross_entropy(flat, targets.reshape(-1), ignore_index=ignore_index)
+
+
+@torch.no_grad()
+def length_extrapolation(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    ids: torch.Tensor,
+    eval_lens: Sequence[int],
+    *,
+    batch_size: int = 8,
+) -> dict[int, float | None]:
+    """Perplexity of a causal LM at each evaluation length (长度外推), on the same held-out tokens.
+
+    The evaluation of length extrapolation: a model trained at one context length, measured at longer
+    ones (the Positional-encoding chapter's experiment, ``experiments/length_extrapolation.py``).
+
+    For each ``L``, the stream is cut into ``n = (N − 1) // L`` consecutive windows: window ``w``
+    feeds ``ids[wL : wL + L]`` and predicts ``ids[wL + 1 : wL + L + 1]``. The perplexity is
+    ``exp`` of the mean next-token cross-entropy over *all* ``n·L`` predictions (every position of
+    every window, as in the ALiBi paper's non-overlapping evaluation). When ``L`` divides ``N − 1``,
+    every length predicts exactly the same tokens; only the context available to each differs.
+
+    Args:
+        model: maps ``(B, L)`` ids to ``(B, L, V)`` logits, or to a tuple whose first item they are
+            (a :class:`~companion.models.gpt.GPT` returns ``(logits, loss)``); it is put in
+            ``eval()`` mode (no dropout). A model that raises ``ValueError`` for a length it does not
+            support (a learned position table shorter than ``L``) gets ``None`` for that length.
+        ids: ``(N,)`` held-out token ids.
+        eval_lens: the lengths ``L`` to evaluate.
+        batch_size: windows per forward pass (memory only; results do not depend on it).
+
+    Returns:
+        ``{L: perplexity or None}`` in the order of ``eval_lens``.
+    """
+    check_tensor("ids", ids, ndim=1)
+    lens = [check_positive_int("eval_lens", int(L)) for L in eval_lens]
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    results: dict[int, float | None] = {}
+    for L in lens:
+        n = (ids.numel() - 1) // L
+        if n < 1:
+            raise ValueError(f"ids: {ids.numel()} tokens are too few for one window of length {L} + 1")
+        windows = ids[: n * L + 1]
+        inputs = windows[:-1].reshape(n, L)
+        targets = windows[1:].reshape(n, L)
+        total, count = 0.0, 0
+        try:
+            for s in range(0, n, batch_size):
+                logits = model(inputs[s : s + batch_size])
+                if isinstance(logits, tuple):
+                    logits = logits[0]
+                nll = F.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]).double(),
+                    targets[s : s + batch_size].reshape(-1).to(logits.device),
+                    reduction="sum",
+                )
+                total += nll.item()
+                count += targets[s : s + batch_size].numel()
+        except ValueError:  # the model cannot represent positions this far: unsupported, not a crash
+            results[L] = None
+            continue
+        results[L] = math.exp(total / count)
+    return results

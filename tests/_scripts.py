@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,5 +15,8 @@ def load_script(relative_path: str) -> ModuleType:
     path = ROOT / relative_path
     spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as an import would be: dataclasses (and pickling) look classes up in
+    # sys.modules by their __module__.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module

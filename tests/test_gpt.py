@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 
 import pytest
 import torch
@@ -34,6 +35,9 @@ VARIANTS = {
     "mqa-explicit": GPTConfig.baby(
         vocab_size=37, block_size=24, n_layer=2, n_embd=32, n_kv_head=1, fused_attention=False
     ),
+    "sinusoidal": GPTConfig.baby(vocab_size=37, block_size=24, n_layer=2, n_embd=32, position="sinusoidal"),
+    "t5-bias": GPTConfig.baby(vocab_size=37, block_size=24, n_layer=2, n_embd=32, position="t5"),
+    "no-positions": GPTConfig.baby(vocab_size=37, block_size=24, n_layer=2, n_embd=32, position="none"),
 }
 
 
@@ -125,7 +129,7 @@ def test_hf_parity_fails_for_an_untransposed_conv1d_weight(transformers):
     kv_div=st.sampled_from([1, 2, 4]),
     vocab=st.integers(2, 50),
     block=st.integers(1, 40),
-    position=st.sampled_from(["learned", "rope", "alibi"]),
+    position=st.sampled_from(["learned", "sinusoidal", "rope", "alibi", "t5", "none"]),
     norm=st.sampled_from(["layernorm", "rmsnorm"]),
     norm_position=st.sampled_from(["pre", "post"]),
     ffn=st.sampled_from(["mlp", "swiglu"]),
@@ -137,7 +141,8 @@ def test_param_count_equals_sum_of_numel(
 ):
     cfg = GPTConfig(
         vocab_size=vocab, block_size=block, n_layer=n_layer, n_head=n_head, n_embd=n_head * head_dim,
-        n_kv_head=max(1, n_head // kv_div), position=position, norm=norm, norm_position=norm_position,
+        n_kv_head=max(1, n_head // kv_div), position=position if head_dim * n_head % 2 == 0 else "learned",
+        norm=norm, norm_position=norm_position,
         ffn=ffn, bias=bias, tie_embeddings=tie,
     )  # fmt: skip
     model = GPT(cfg, device="meta")
@@ -291,7 +296,10 @@ def test_config_round_trip_and_from_config():
     [
         ({"n_embd": 30, "n_head": 4}, "not divisible by n_head"),
         ({"n_head": 4, "n_kv_head": 3}, "not divisible by n_kv_head"),
-        ({"position": "sinusoidal"}, "position"),
+        ({"position": "xpos"}, "position"),
+        ({"position": "learned", "rope_scaling": "linear"}, "only position='rope' is rescaled"),
+        ({"position": "rope", "rope_scaling": "yarn"}, "rope_scaling"),
+        ({"position": "rope", "rope_scaling_factor": 0.5}, "rope_scaling_factor"),
         ({"norm_position": "sandwich"}, "norm_position"),
         ({"dropout": 1.0}, "dropout"),
         ({"vocab_size": 0}, "vocab_size"),
@@ -301,6 +309,33 @@ def test_config_round_trip_and_from_config():
 def test_bad_config_raises_naming_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GPTConfig(**{"n_embd": 32, "n_head": 4, **kwargs})
+
+
+def test_each_position_scheme_is_what_it_claims():
+    """The sinusoidal table is added at RMS init_std, T5's bias is learned but starts at zero, "none"
+    adds nothing, and a linearly rescaled RoPE at position s·p rotates like the plain one at p."""
+    ids = _ids(2, 24, 37)
+    models = {name: GPT(VARIANTS[name]).eval() for name in ("gpt2", "sinusoidal", "t5-bias", "no-positions")}
+    base = models["no-positions"]
+    for name in ("sinusoidal", "t5-bias"):  # same weights as the position-free model, positions added
+        models[name].load_state_dict(base.state_dict(), strict=False)
+    with torch.no_grad():
+        plain, _ = base(ids)
+        # at initialization T5's zero bias changes nothing; the sinusoidal table does
+        torch.testing.assert_close(models["t5-bias"](ids)[0], plain, atol=0, rtol=0)
+        assert (models["sinusoidal"](ids)[0] - plain).abs().max() > 1e-4
+        models["t5-bias"].t5_bias.embedding.weight.normal_()
+        assert (models["t5-bias"](ids)[0] - plain).abs().max() > 1e-4
+    table = models["sinusoidal"].sinusoidal.encoding(24)
+    rms = float((0.02 * math.sqrt(2.0) * table).pow(2).mean().sqrt())
+    assert abs(rms - 0.02) < 1e-3
+    assert param_count(VARIANTS["t5-bias"]) - param_count(VARIANTS["no-positions"]) == 24 * 4  # 24 buckets
+    plain_rope = GPT(VARIANTS["rope-gqa-swiglu-rmsnorm"]).rotary
+    stretched = GPT(dataclasses.replace(VARIANTS["rope-gqa-swiglu-rmsnorm"], rope_scaling="linear",
+                                        rope_scaling_factor=4.0)).rotary  # fmt: skip
+    cos_p, _ = plain_rope.cos_sin(torch.arange(10), device="cpu")
+    cos_sp, _ = stretched.cos_sin(4 * torch.arange(10), device="cpu")
+    torch.testing.assert_close(cos_sp, cos_p, atol=1e-6, rtol=0)
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -8,9 +8,13 @@ as configuration::
     block (Pre-LN):   x ← x + attn(ln_1(x));   x ← x + mlp(ln_2(x))
     block (Post-LN):  x ← ln_1(x + attn(x));   x ← ln_2(x + mlp(x))     (no ln_f)
 
-* positions: ``"learned"`` (GPT-2: a learned table added to the token embeddings), ``"rope"``
-  (rotary, applied to the queries and keys of every layer) or ``"alibi"`` (a linear bias added to the
-  attention scores); RoPE and ALiBi add no parameters;
+* positions: ``"learned"`` (GPT-2: a learned table added to the token embeddings),
+  ``"sinusoidal"`` (the fixed table of the original Transformer, added likewise), ``"rope"`` (rotary,
+  applied to the queries and keys of every layer, optionally rescaled by position interpolation or
+  NTK-aware scaling), ``"alibi"`` (a fixed linear bias added to the attention scores), ``"t5"`` (T5's
+  learned bias per head and distance bucket) or ``"none"`` (causal masking alone); only the learned
+  table and T5's bias have parameters. These are the schemes the Positional-encoding chapter's
+  length-extrapolation experiment trains;
 * norm: ``"layernorm"`` or ``"rmsnorm"``, placed ``"pre"`` or ``"post"``;
 * FFN: ``"mlp"`` (``GELU(xW₁ + b₁)W₂ + b₂``, 4d wide) or ``"swiglu"`` (three matrices, ``8d/3`` wide);
 * attention: multi-head (``n_kv_head = n_head``) or grouped-query (``n_kv_head < n_head``), through
@@ -49,7 +53,13 @@ from companion.losses import lm_loss
 from companion.nn.block import TransformerBlock
 from companion.nn.kv_cache import KVCache
 from companion.nn.norms import LayerNorm, RMSNorm, make_norm
-from companion.nn.positional import ALiBi, LearnedPositionalEmbedding, RotaryEmbedding
+from companion.nn.positional import (
+    ALiBi,
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    T5RelativeBias,
+)
 
 __all__ = [
     "GPT",
@@ -58,7 +68,8 @@ __all__ = [
     "param_count",
 ]
 
-POSITIONS = ("learned", "rope", "alibi")
+POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "t5", "none")
+ROPE_SCALINGS = (None, "linear", "ntk")
 NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post")
 FFNS = ("mlp", "swiglu")
@@ -80,7 +91,10 @@ class GPTConfig:
             ``"swiglu"``.
         dropout: on the embeddings, the attention weights and each sublayer's output (training only).
         bias: biases in the linear layers and LayerNorms (GPT-2: True; Llama: False).
-        position: ``"learned"``, ``"rope"`` or ``"alibi"``.
+        position: ``"learned"``, ``"sinusoidal"``, ``"rope"``, ``"alibi"``, ``"t5"`` or ``"none"``. The
+            sinusoidal table is scaled to the token embeddings' size (RMS ``init_std``); T5's bias
+            has ``min(32, block_size)`` causal buckets with ``max_distance = block_size``, so every
+            bucket is trained at the training length.
         norm: ``"layernorm"`` or ``"rmsnorm"``.
         norm_position: ``"pre"`` (GPT-2 onwards, with a final ``ln_f``) or ``"post"`` (GPT-1).
         ffn: ``"mlp"`` or ``"swiglu"``.
@@ -88,6 +102,10 @@ class GPTConfig:
         tie_embeddings: share the token-embedding matrix with the output layer.
         norm_eps: epsilon of the norms (GPT-2: 1e-5).
         rope_base: RoPE's base θ.
+        rope_scaling: None, ``"linear"`` (position interpolation) or ``"ntk"`` (NTK-aware base
+            scaling) — how RoPE is stretched to run at ``rope_scaling_factor`` × its training length
+            (see :func:`~companion.nn.positional.rope_frequencies`).
+        rope_scaling_factor: the factor ``s ≥ 1`` of ``rope_scaling``.
         init_std: standard deviation of the initial weights (GPT-2: 0.02).
         fused_attention: use ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels on
             CPU and GPU); False runs the explicit softmax of ``companion.nn.attention``.
@@ -112,6 +130,8 @@ class GPTConfig:
     tie_embeddings: bool = True
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
+    rope_scaling: str | None = None
+    rope_scaling_factor: float = 1.0
     init_std: float = 0.02
     fused_attention: bool = True
     gradient_checkpointing: bool = False
@@ -138,6 +158,18 @@ class GPTConfig:
                 raise ValueError(f"{name}: expected one of {list(allowed)}, got {getattr(self, name)!r}")
         if self.position == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"position='rope' needs an even head width, got {self.n_embd // self.n_head}")
+        if self.position == "sinusoidal" and self.n_embd % 2:
+            raise ValueError(f"position='sinusoidal' needs an even n_embd, got {self.n_embd}")
+        if self.rope_scaling not in ROPE_SCALINGS:
+            raise ValueError(
+                f"rope_scaling: expected one of {list(ROPE_SCALINGS)}, got {self.rope_scaling!r}"
+            )
+        if self.rope_scaling is not None and self.position != "rope":
+            raise ValueError(
+                f"rope_scaling: only position='rope' is rescaled, got position={self.position!r}"
+            )
+        if not self.rope_scaling_factor >= 1:
+            raise ValueError(f"rope_scaling_factor: expected a number >= 1, got {self.rope_scaling_factor!r}")
         if not self.norm_eps > 0:
             raise ValueError(f"norm_eps: expected a number > 0, got {self.norm_eps!r}")
         if not self.init_std > 0:
@@ -152,6 +184,11 @@ class GPTConfig:
     def kv_heads(self) -> int:
         """``G``: ``n_kv_head``, or ``n_head`` when that is None."""
         return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    @property
+    def t5_buckets(self) -> int:
+        """Buckets of T5's bias (``position="t5"``): ``min(32, block_size)``."""
+        return min(32, self.block_size)
 
     @property
     def ffn_width(self) -> int:
@@ -211,8 +248,8 @@ def param_count(config: GPTConfig) -> int:
     Per block: attention ``d·(H + 2G)·d_h + H·d_h·d`` weights (``4d²`` for multi-head attention) plus
     biases; the FFN ``2·d·d_ff`` (MLP) or ``3·d·d_ff`` (SwiGLU) plus biases; two norms of ``d`` (or
     ``2d`` with a LayerNorm bias). Embeddings ``V·d`` (+ ``n_ctx·d`` for learned positions), a final
-    norm for Pre-LN, and ``V·d`` more for an untied output layer. For GPT-2 small this is
-    124 439 808; the usual approximation is ``12·L·d² + (V + n_ctx)·d``.
+    norm for Pre-LN, ``V·d`` more for an untied output layer, and T5's ``buckets·H`` bias table. For
+    GPT-2 small this is 124 439 808; the usual approximation is ``12·L·d² + (V + n_ctx)·d``.
 
     Args:
         config: a :class:`GPTConfig`.
@@ -232,6 +269,8 @@ def param_count(config: GPTConfig) -> int:
     total = c.n_layer * per_block + c.vocab_size * d
     if c.position == "learned":
         total += c.block_size * d
+    if c.position == "t5":
+        total += c.t5_buckets * h
     if c.norm_position == "pre":
         total += norm
     if not c.tie_embeddings:
@@ -308,12 +347,25 @@ class GPT(nn.Module):
             if c.position == "learned"
             else None
         )
-        self.rotary = (
-            RotaryEmbedding(c.head_dim, base=c.rope_base, max_positions=c.block_size)
-            if c.position == "rope"
+        self.sinusoidal = (
+            SinusoidalPositionalEncoding(c.n_embd, max_len=c.block_size)
+            if c.position == "sinusoidal"
             else None
         )
+        self.rotary = (
+            RotaryEmbedding(
+                c.head_dim, base=c.rope_base, scaling=c.rope_scaling, scaling_factor=c.rope_scaling_factor,
+                max_positions=c.block_size,
+            )
+            if c.position == "rope"
+            else None
+        )  # fmt: skip
         self.alibi = ALiBi(c.n_head) if c.position == "alibi" else None
+        self.t5_bias = (
+            T5RelativeBias(c.n_head, num_buckets=c.t5_buckets, max_distance=c.block_size, bidirectional=False)
+            if c.position == "t5"
+            else None
+        )
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(_block(c, i, self.rotary, **kw) for i in range(c.n_layer))
         self.ln_f = _norm(c, device, dtype) if c.norm_position == "pre" else None
@@ -337,12 +389,14 @@ class GPT(nn.Module):
         that write into the residual stream (``attn.out_proj`` and the FFN's output), which get
         ``σ/√(2L)``: each of the ``2L`` residual additions then adds variance ``σ²/(2L)``, so the
         stream's variance at the top does not grow with depth (Radford et al., 2019, §2.3). Biases
-        are zero and norm gains one.
+        are zero and norm gains one; T5's bias table starts at zero (no preference for any distance).
         """
         std = self.config.init_std
         residual_std = std / math.sqrt(2 * self.config.n_layer)
         with torch.no_grad():
             for name, module in self.named_modules():
+                if name.startswith("t5_bias"):
+                    continue  # zeroed below
                 if isinstance(module, (nn.Linear, nn.Embedding)):
                     is_residual = name.endswith(("attn.out_proj", "mlp.fc_out", "mlp.w_down"))
                     module.weight.normal_(0.0, residual_std if is_residual else std, generator=generator)
@@ -354,6 +408,8 @@ class GPT(nn.Module):
                     module.weight.fill_(1.0)
                     if getattr(module, "bias", None) is not None:
                         module.bias.zero_()
+            if self.t5_bias is not None:
+                self.t5_bias.embedding.weight.zero_()
 
     # ---- sizes ------------------------------------------------------------------------------------
     def num_parameters(self, *, non_embedding: bool = False) -> int:
@@ -466,11 +522,18 @@ class GPT(nn.Module):
         x = self.wte(idx)  # (B, T, d)
         if self.wpe is not None:
             x = self.wpe(x, offset)
+        elif self.sinusoidal is not None:
+            # The ±1 table scaled to RMS init_std, the size of the token embeddings at initialization:
+            # unscaled, the positions would swamp the tokens.
+            table = self.sinusoidal.encoding(t, offset).to(device=x.device, dtype=x.dtype)
+            x = x + (c.init_std * math.sqrt(2.0)) * table
         if self.training and self.drop.p > 0:
             x = self.drop(x)
         bias = None
         if self.alibi is not None:
             bias = self.alibi.bias(t, offset + t, offset=offset, device=x.device, dtype=x.dtype)[None]
+        elif self.t5_bias is not None:
+            bias = self.t5_bias.bias(t, offset + t, offset=offset).to(dtype=x.dtype)[None]
         for block in self.blocks:
             if self.config.gradient_checkpointing and self.training and kv_cache is None:
                 x = checkpoint(block, x, attn_bias=bias, use_reentrant=False)

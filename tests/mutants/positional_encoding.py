@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from companion.extrapolation import length_extrapolation
+from companion.losses import length_extrapolation
 from companion.nn.positional import (
     alibi_bias,
     alibi_slopes,

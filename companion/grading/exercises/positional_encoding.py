@@ -15,9 +15,9 @@ import math
 import torch
 from torch import nn
 
-from companion.extrapolation import length_extrapolation
 from companion.grading.checks import expect, expect_close, expect_no_error, expect_raises, expect_tensor
 from companion.grading.registry import Exercise, register
+from companion.losses import length_extrapolation
 from companion.nn.positional import (
     LearnedPositionalEmbedding,
     alibi_bias,
