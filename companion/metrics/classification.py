@@ -9,6 +9,7 @@ curves and their areas cost one sort, O(n log n).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -220,42 +221,39 @@ def precision_recall_fscore_support(
     return _nanaverage(precision_, weights), _nanaverage(recall_, weights), _nanaverage(f, weights), None
 
 
-def precision_score(
-    y_true: Any,
-    y_pred: Any,
-    *,
-    labels: Any = None,
-    pos_label: Any = 1,
-    average: str | None = "binary",
-    zero_division: Any = "warn",
-) -> float | np.ndarray:
-    """Precision TP/(TP + FP): of the samples predicted positive, the fraction that are positive.
+def _support_metric(index: int, name: str, doc: str) -> Callable[..., float | np.ndarray]:
+    """One of :func:`precision_recall_fscore_support`'s outputs as a metric of its own (sklearn's API)."""
 
-    Arguments as in :func:`precision_recall_fscore_support`; shapes ``(n,)``.
-    """
-    p, _, _, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, pos_label=pos_label, average=average, zero_division=zero_division
+    def metric(
+        y_true: Any,
+        y_pred: Any,
+        *,
+        labels: Any = None,
+        pos_label: Any = 1,
+        average: str | None = "binary",
+        zero_division: Any = "warn",
+    ) -> float | np.ndarray:
+        return precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, pos_label=pos_label, average=average, zero_division=zero_division
+        )[index]
+
+    metric.__name__ = metric.__qualname__ = name
+    metric.__doc__ = (
+        doc + "\n\n    Arguments as in :func:`precision_recall_fscore_support`; shapes ``(n,)``.\n    "
     )
-    return p
+    return metric
 
 
-def recall_score(
-    y_true: Any,
-    y_pred: Any,
-    *,
-    labels: Any = None,
-    pos_label: Any = 1,
-    average: str | None = "binary",
-    zero_division: Any = "warn",
-) -> float | np.ndarray:
-    """Recall (true-positive rate) TP/(TP + FN): of the positive samples, the fraction found.
-
-    Arguments as in :func:`precision_recall_fscore_support`; shapes ``(n,)``.
-    """
-    _, r, _, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, pos_label=pos_label, average=average, zero_division=zero_division
-    )
-    return r
+precision_score = _support_metric(
+    0,
+    "precision_score",
+    "Precision TP/(TP + FP): of the samples predicted positive, the fraction that are positive.",
+)
+recall_score = _support_metric(
+    1,
+    "recall_score",
+    "Recall (true-positive rate) TP/(TP + FN): of the positive samples, the fraction found.",
+)
 
 
 def fbeta_score(

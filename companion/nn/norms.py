@@ -115,6 +115,23 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     return y.to(x.dtype)
 
 
+def _init_norm(
+    norm: nn.Module,
+    d: int,
+    eps: float,
+    elementwise_affine: bool,
+    fused: bool,
+    device: torch.device | str | None,
+    dtype: torch.dtype | None,
+) -> None:
+    """The attributes both norm layers share: width, epsilon, flags and the gain ``weight`` (ones)."""
+    norm.d = check_positive_int("d", d)
+    norm.eps = _check_eps(eps)
+    norm.elementwise_affine = elementwise_affine
+    norm.fused = fused
+    norm.weight = nn.Parameter(torch.ones(d, device=device, dtype=dtype)) if elementwise_affine else None
+
+
 class LayerNorm(nn.Module):
     """Layer normalization 层归一化, a drop-in for ``torch.nn.LayerNorm(d)`` over the last axis.
 
@@ -141,13 +158,9 @@ class LayerNorm(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.d = check_positive_int("d", d)
-        self.eps = _check_eps(eps)
-        self.elementwise_affine = elementwise_affine
-        self.fused = fused
-        kw = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.ones(d, **kw)) if elementwise_affine else None
-        self.bias = nn.Parameter(torch.zeros(d, **kw)) if elementwise_affine and bias else None
+        _init_norm(self, d, eps, elementwise_affine, fused, device, dtype)
+        with_bias = elementwise_affine and bias
+        self.bias = nn.Parameter(torch.zeros(d, device=device, dtype=dtype)) if with_bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize ``x`` of shape ``(..., d)``; returns the same shape."""
@@ -187,11 +200,7 @@ class RMSNorm(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.d = check_positive_int("d", d)
-        self.eps = _check_eps(eps)
-        self.elementwise_affine = elementwise_affine
-        self.fused = fused
-        self.weight = nn.Parameter(torch.ones(d, device=device, dtype=dtype)) if elementwise_affine else None
+        _init_norm(self, d, eps, elementwise_affine, fused, device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize ``x`` of shape ``(..., d)``; returns the same shape."""

@@ -49,14 +49,9 @@ class RMSprop(ForeachOptimizer):
         momentum: float = 0.0,
         centered: bool = False,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "alpha": alpha,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "momentum": momentum,
-            "centered": centered,
-        }
+        defaults = dict(
+            lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered
+        )
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:

@@ -48,13 +48,9 @@ class SGD(ForeachOptimizer):
         weight_decay: float = 0.0,
         nesterov: bool = False,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "dampening": dampening,
-            "weight_decay": weight_decay,
-            "nesterov": nesterov,
-        }
+        defaults = dict(
+            lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov
+        )
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:

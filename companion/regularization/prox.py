@@ -107,6 +107,19 @@ def lipschitz_constant(X: torch.Tensor) -> float:
     return float(torch.linalg.matrix_norm(X, ord=2) ** 2) / X.shape[0]
 
 
+def _start(
+    X: torch.Tensor, y: torch.Tensor, lam: float, steps: int, step_size: float | None, w0: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
+    """The checked problem, the step ``η`` (default ``1/L``) and the starting ``w`` of both solvers."""
+    X, y = _check_problem(X, y, lam, steps)
+    eta = 1.0 / lipschitz_constant(X) if step_size is None else float(step_size)
+    if not eta > 0:
+        raise ValueError(f"step_size: expected a number > 0, got {step_size!r}")
+    p = X.shape[1]
+    w = torch.zeros(p, dtype=X.dtype) if w0 is None else check_tensor("w0", w0, ndim=1).to(X.dtype).clone()
+    return X, y, eta, w
+
+
 def ista(
     X: torch.Tensor,
     y: torch.Tensor,
@@ -135,12 +148,8 @@ def ista(
     Returns:
         ``w`` of shape ``(p,)``, or the iterates ``(steps + 1, p)`` with ``return_trace``.
     """
-    X, y = _check_problem(X, y, lam, steps)
-    n, p = X.shape
-    eta = 1.0 / lipschitz_constant(X) if step_size is None else float(step_size)
-    if not eta > 0:
-        raise ValueError(f"step_size: expected a number > 0, got {step_size!r}")
-    w = torch.zeros(p, dtype=X.dtype) if w0 is None else check_tensor("w0", w0, ndim=1).to(X.dtype).clone()
+    X, y, eta, w = _start(X, y, lam, steps, step_size, w0)
+    n = X.shape[0]
     trace = [w]
     for _ in range(steps):
         grad = -(X.T @ (y - X @ w)) / n  # ∇f(w)
@@ -177,12 +186,8 @@ def subgradient_descent(
     Returns:
         ``w`` of shape ``(p,)``, or the iterates ``(steps + 1, p)`` with ``return_trace``.
     """
-    X, y = _check_problem(X, y, lam, steps)
-    n, p = X.shape
-    eta = 1.0 / lipschitz_constant(X) if step_size is None else float(step_size)
-    if not eta > 0:
-        raise ValueError(f"step_size: expected a number > 0, got {step_size!r}")
-    w = torch.zeros(p, dtype=X.dtype) if w0 is None else check_tensor("w0", w0, ndim=1).to(X.dtype).clone()
+    X, y, eta, w = _start(X, y, lam, steps, step_size, w0)
+    n = X.shape[0]
     trace = [w]
     for t in range(steps):
         g = -(X.T @ (y - X @ w)) / n + lam * torch.sign(w)  # a subgradient of the objective

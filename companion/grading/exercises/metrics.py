@@ -101,23 +101,38 @@ def roc_auc(y_true, y_score):
 )
 
 
+def _curve(label, fn, y, s, names):
+    """The learner's curve ``fn(y, s)``, checked to be a tuple of len(names) arrays."""
+    out = fn(y, s)
+    expect(isinstance(out, tuple) and len(out) == len(names), f"{label} must return ({', '.join(names)})")
+    return tuple(_array(v, name) for v, name in zip(out, names, strict=True))
+
+
+def _same_curves(curve, reference, names, cases):
+    """``curve(y, s)`` equals ``reference(y, s)`` array by array on every (seed, n, decimals) case."""
+    for seed, n, decimals in cases:
+        y, s = _binary_data(seed, n, decimals)
+        for g, e, name in zip(curve(y, s), reference(y, s), names, strict=True):
+            _close(g, e, f"{name} (n={n}, seed={seed})")
+
+
+_ROC_NAMES = ("fpr", "tpr", "thresholds")
+
+
 def _roc(roc_curve, y, s):
-    out = roc_curve(y, s)
-    expect(isinstance(out, tuple) and len(out) == 3, "roc_curve must return (fpr, tpr, thresholds)")
-    return tuple(_array(v, name) for v, name in zip(out, ("fpr", "tpr", "thresholds"), strict=True))
+    return _curve("roc_curve", roc_curve, y, s, _ROC_NAMES)
 
 
 @ROC.check("roc_curve matches sklearn's roc_curve(drop_intermediate=False), ties included")
 def _roc_curve_sklearn(roc_curve, roc_auc):
     from sklearn.metrics import roc_curve as sk_roc_curve
 
-    for seed, n, decimals in ((0, 40, 1), (1, 300, 0), (2, 25, None)):
-        y, s = _binary_data(seed, n, decimals)
-        got = _roc(roc_curve, y, s)
-        for g, e, name in zip(
-            got, sk_roc_curve(y, s, drop_intermediate=False), ("fpr", "tpr", "thresholds"), strict=True
-        ):
-            _close(g, e, f"{name} (n={n}, seed={seed})")
+    _same_curves(
+        lambda y, s: _roc(roc_curve, y, s),
+        lambda y, s: sk_roc_curve(y, s, drop_intermediate=False),
+        _ROC_NAMES,
+        ((0, 40, 1), (1, 300, 0), (2, 25, None)),
+    )
 
 
 @ROC.check("roc_auc matches roc_auc_score (1e-12), with and without ties")
@@ -318,23 +333,23 @@ def average_precision(y_true, y_score):
 )
 
 
+_PR_NAMES = ("precision", "recall", "thresholds")
+
+
 def _pr(pr_curve, y, s):
-    out = pr_curve(y, s)
-    expect(isinstance(out, tuple) and len(out) == 3, "pr_curve must return (precision, recall, thresholds)")
-    return tuple(_array(v, name) for v, name in zip(out, ("precision", "recall", "thresholds"), strict=True))
+    return _curve("pr_curve", pr_curve, y, s, _PR_NAMES)
 
 
 @PR.check("pr_curve matches sklearn's precision_recall_curve, ties included")
 def _pr_sklearn(pr_curve, average_precision):
     from sklearn.metrics import precision_recall_curve
 
-    for seed, n, decimals in ((0, 40, 1), (1, 300, 0), (2, 30, None)):
-        y, s = _binary_data(seed, n, decimals)
-        got = _pr(pr_curve, y, s)
-        for g, e, name in zip(
-            got, precision_recall_curve(y, s), ("precision", "recall", "thresholds"), strict=True
-        ):
-            _close(g, e, f"{name} (n={n}, seed={seed})")
+    _same_curves(
+        lambda y, s: _pr(pr_curve, y, s),
+        precision_recall_curve,
+        _PR_NAMES,
+        ((0, 40, 1), (1, 300, 0), (2, 30, None)),
+    )
 
 
 @PR.check("average_precision matches average_precision_score (1e-12), ties included")
