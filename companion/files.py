@@ -8,6 +8,9 @@
   diffs); :func:`config_hash` names the configuration a result came from; :func:`provenance` records
   how it was made (script, torch version, device, threads, seconds). The ``experiments/`` scripts use them,
   and the chapters check the hash before they read a committed result.
+* :func:`committed_result` reads a file of ``experiments/results/`` for a chapter: from the clone of
+  the book's repository the notebook runs in, or, where only the package is installed (Colab),
+  downloaded from the repository.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["atomic_open", "config_hash", "provenance", "write_json"]
+__all__ = ["RESULTS_URL", "atomic_open", "committed_result", "config_hash", "provenance", "write_json"]
+
+#: Where the committed results live in the book's repository (``project.urls`` of ``pyproject.toml``).
+RESULTS_URL = "https://raw.githubusercontent.com/llm-foundations/llm-foundations/main/experiments/results/"
 
 
 @contextlib.contextmanager
@@ -101,3 +107,34 @@ def provenance(script: str, *, device: str, threads: int, seconds: float, **extr
         "seconds": round(float(seconds), 1),
     }
     return {**record, **extra}
+
+
+def committed_result(name: str, *, start: str | Path | None = None, as_json: bool = True) -> Any:
+    """A committed file of ``experiments/results/``: the parsed JSON, or the text with ``as_json=False``.
+
+    The file is looked for in ``experiments/results/`` of ``start`` (default: the working directory)
+    and of each folder above it, so a notebook finds its repository's copy wherever it runs inside
+    the clone; without one (on Colab) it is downloaded from :data:`RESULTS_URL`.
+
+    Args:
+        name: the file name, e.g. ``"length_extrapolation.json"``.
+        start: where to start looking.
+        as_json: parse the file as JSON (default) or return its text.
+
+    Raises:
+        ValueError: if ``name`` is not a plain file name.
+    """
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        raise ValueError(f"name: expected a file name in experiments/results, got {name!r}")
+    here = Path.cwd() if start is None else Path(start).resolve()
+    for folder in (here, *here.parents):
+        path = folder / "experiments" / "results" / name
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            break
+    else:
+        import urllib.request  # only without a clone: Colab
+
+        with urllib.request.urlopen(RESULTS_URL + name, timeout=30) as response:
+            text = response.read().decode("utf-8")
+    return json.loads(text) if as_json else text

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import random
 import re
 from collections import Counter
@@ -497,6 +496,19 @@ def test_unigram_viterbi_equals_sentencepiece(sp_unigram, lines):
     assert worst <= 1e-6
 
 
+def _fit_pvalue(counts: Counter, probs: np.ndarray, n: int) -> float:
+    """Chi-square goodness-of-fit p-value of ``counts`` (by index) against ``probs``, rare bins pooled."""
+    from scipy.stats import chisquare
+
+    expected = probs * n
+    observed = np.array([counts[k] for k in range(len(probs))], dtype=float)
+    common = expected >= 5
+    obs = np.append(observed[common], observed[~common].sum())
+    exp = np.append(expected[common], expected[~common].sum())
+    keep = exp > 0
+    return float(chisquare(obs[keep], exp[keep] * obs.sum() / exp[keep].sum()).pvalue)
+
+
 def test_unigram_sampling_matches_the_exact_distribution_and_sentencepiece(sp_unigram):
     tok = UnigramTokenizer.from_sentencepiece(sp_unigram)
     spm = pytest.importorskip("sentencepiece")
@@ -512,10 +524,15 @@ def test_unigram_sampling_matches_the_exact_distribution_and_sentencepiece(sp_un
         index[tuple(sp_unigram.encode(word, out_type=str, enable_sampling=True, alpha=alpha, nbest_size=-1))]
         for _ in range(n)
     )
-    for k, p in enumerate(exact):
-        se = math.sqrt(p * (1 - p) / n)
-        assert abs(ours[k] / n - p) <= 4 * se + 1e-9, (segs[k][0], ours[k] / n, p)
-        assert abs(theirs[k] / n - p) <= 4 * se + 1e-9, (segs[k][0], theirs[k] / n, p)
+    # Goodness of fit to the exact distribution, one chi-square test per sampler over all segmentations
+    # (those expected fewer than 5 times pooled into one bin, where the test is valid). SentencePiece's
+    # sampler cannot be seeded reliably, so its counts differ from run to run: a per-segmentation
+    # 4-sigma band failed now and then on rare segmentations (skewed counts); at p < 1e-6 a correct
+    # sampler fails once in a million runs, while sampling at the wrong alpha gives p ~ 1e-100.
+    assert _fit_pvalue(ours, exact, n) > 1e-6, "our sampler"
+    assert _fit_pvalue(theirs, exact, n) > 1e-6, "SentencePiece's sampler"
+    wrong = np.exp(2 * logits - np.logaddexp.reduce(2 * logits))  # alpha doubled: must be rejected
+    assert _fit_pvalue(ours, wrong, n) < 1e-12
     # the marginal likelihood is the log-sum over all segmentations
     total = np.logaddexp.reduce([s for _, s in segs])
     assert tok.marginal_log_likelihood(word) == pytest.approx(total, rel=1e-12)
