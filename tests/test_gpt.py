@@ -141,8 +141,7 @@ def test_param_count_equals_sum_of_numel(
 ):
     cfg = GPTConfig(
         vocab_size=vocab, block_size=block, n_layer=n_layer, n_head=n_head, n_embd=n_head * head_dim,
-        n_kv_head=max(1, n_head // kv_div), position=position if head_dim * n_head % 2 == 0 else "learned",
-        norm=norm, norm_position=norm_position,
+        n_kv_head=max(1, n_head // kv_div), position=position, norm=norm, norm_position=norm_position,
         ffn=ffn, bias=bias, tie_embeddings=tie,
     )  # fmt: skip
     model = GPT(cfg, device="meta")
@@ -330,6 +329,11 @@ def test_each_position_scheme_is_what_it_claims():
     rms = float((0.02 * math.sqrt(2.0) * table).pow(2).mean().sqrt())
     assert abs(rms - 0.02) < 1e-3
     assert param_count(VARIANTS["t5-bias"]) - param_count(VARIANTS["no-positions"]) == 24 * 4  # 24 buckets
+    # the position modules are built where and how the model is
+    for name in ("t5-bias", "sinusoidal"):
+        on_meta = GPT(VARIANTS[name], device="meta", dtype=torch.float64)
+        assert {t.device.type for t in [*on_meta.parameters(), *on_meta.buffers()]} == {"meta"}, name
+        assert {t.dtype for t in on_meta.parameters()} == {torch.float64}, name
     plain_rope = GPT(VARIANTS["rope-gqa-swiglu-rmsnorm"]).rotary
     stretched = GPT(dataclasses.replace(VARIANTS["rope-gqa-swiglu-rmsnorm"], rope_scaling="linear",
                                         rope_scaling_factor=4.0)).rotary  # fmt: skip

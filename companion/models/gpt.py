@@ -348,7 +348,7 @@ class GPT(nn.Module):
             else None
         )
         self.sinusoidal = (
-            SinusoidalPositionalEncoding(c.n_embd, max_len=c.block_size)
+            SinusoidalPositionalEncoding(c.n_embd, max_len=c.block_size).to(device=device)
             if c.position == "sinusoidal"
             else None
         )
@@ -362,7 +362,9 @@ class GPT(nn.Module):
         )  # fmt: skip
         self.alibi = ALiBi(c.n_head) if c.position == "alibi" else None
         self.t5_bias = (
-            T5RelativeBias(c.n_head, num_buckets=c.t5_buckets, max_distance=c.block_size, bidirectional=False)
+            T5RelativeBias(
+                c.n_head, num_buckets=c.t5_buckets, max_distance=c.block_size, bidirectional=False
+            ).to(**kw)
             if c.position == "t5"
             else None
         )
