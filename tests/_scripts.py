@@ -1,4 +1,5 @@
-"""Load a script of the repository (benchmarks/, experiments/) as a module, for its tests."""
+"""Load a script of the repository (benchmarks/, experiments/) as a module, and compare the structure of
+the results it writes with a committed file, for its tests."""
 
 from __future__ import annotations
 
@@ -20,3 +21,13 @@ def load_script(relative_path: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def json_structure(tree: object) -> object:
+    """The nested key structure of a JSON value (a list by its first element; a leaf by its type name):
+    two results files with equal structures have the same format, whatever their numbers."""
+    if isinstance(tree, dict):
+        return {k: json_structure(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [json_structure(tree[0])] if tree else []
+    return type(tree).__name__

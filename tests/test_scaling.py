@@ -31,7 +31,7 @@ from companion.scaling_experiments import (
     split_data,
     train_on_stream,
 )
-from tests._scripts import load_script
+from tests._scripts import json_structure, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {"rounded": HOFFMANN_ROUNDED, "unrounded": HOFFMANN_UNROUNDED, "refit": BESIROGLU_REFIT}
@@ -373,15 +373,6 @@ def test_gpu_grid_repeats_the_cpu_grid_where_they_overlap():
     assert len(repetition) == 4 and max(repetition) < 1e-3  # measured: 4e-5
 
 
-def _keys(tree):
-    """The nested key structure of a JSON value (lists by their first element), for format checks."""
-    if isinstance(tree, dict):
-        return {k: _keys(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_keys(tree[0])] if tree else []
-    return type(tree).__name__
-
-
 def test_grid_script_runs_and_writes_the_committed_format(tmp_path):
     """experiments/scaling_grid.py itself (not only run_scaling_grid) on its smoke grid writes the
     structure of both committed grids."""
@@ -390,7 +381,7 @@ def test_grid_script_runs_and_writes_the_committed_format(tmp_path):
     smoke = json.loads(out.read_text(encoding="utf-8"))
     for name in ("scaling_grid.json", "scaling_grid_gpu.json"):
         committed = json.loads((ROOT / "experiments" / "results" / name).read_text(encoding="utf-8"))
-        assert _keys(smoke) == _keys(committed), name
+        assert json_structure(smoke) == json_structure(committed), name
 
 
 def test_lr_check_script_runs_and_writes_the_committed_format(tmp_path):
@@ -401,7 +392,7 @@ def test_lr_check_script_runs_and_writes_the_committed_format(tmp_path):
     assert script.main(["--smoke", "--out", str(out)]) == 0
     smoke = json.loads(out.read_text(encoding="utf-8"))
     committed = json.loads((ROOT / "experiments" / "results" / "scaling_lr_check.json").read_text("utf-8"))
-    assert _keys(smoke) == _keys(committed)
+    assert json_structure(smoke) == json_structure(committed)
     assert [r["lr"] for r in smoke["runs"]] == [r["lr"] for r in committed["runs"]]
     assert all(0 < r["val_loss"] < math.log(65) for r in smoke["runs"])
     with pytest.raises(SystemExit):  # never over the committed file

@@ -45,7 +45,7 @@ from companion.train import (
     underflow_fraction,
 )
 from companion.train import checkpoint as checkpoint_module
-from tests._scripts import load_script
+from tests._scripts import json_structure, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
@@ -356,9 +356,9 @@ def test_cli_runs_writes_results_and_resumes(tmp_path):
     assert bad.returncode == 2 and "unknown key 'nope'" in bad.stderr
     # The committed baby run (read by the GPT chapter) has the structure this code writes today.
     committed = json.loads((ROOT / "experiments" / "results" / "gpt_baby.json").read_text(encoding="utf-8"))
-    assert _keys(resumed).keys() == _keys(committed).keys()
+    assert json_structure(resumed).keys() == json_structure(committed).keys()
     for key in ("final", "final_precise", "train_config", "best"):
-        assert _keys(resumed[key]) == _keys(committed[key]), key
+        assert json_structure(resumed[key]) == json_structure(committed[key]), key
     # GPTConfig may gain fields with defaults (rope_scaling came after the baby run): the committed
     # configuration must still load, and every field it has must still be written.
     assert set(committed["model_config"]) <= set(resumed["model_config"])
@@ -448,15 +448,6 @@ def test_baby_lr_sweep_results_back_the_preset():
     assert max(by_lr[run.lr]) <= 1.88 and len(by_lr[run.lr]) >= 4
 
 
-def _keys(tree):
-    """The nested key structure of a JSON value (lists by their first element), for format checks."""
-    if isinstance(tree, dict):
-        return {k: _keys(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_keys(tree[0])] if tree else []
-    return type(tree).__name__
-
-
 TINY_BABY = ["--n_layer=1", "--n_embd=16", "--n_head=2", "--block_size=8", "--batch_size=2", "--max_iters=4"]
 TINY_BABY += ["--eval_interval=2", "--eval_iters=1", "--final_eval_iters=1", "--warmup_iters=1"]
 
@@ -470,7 +461,7 @@ def test_baby_lr_sweep_runs_one_tiny_run_in_the_committed_format(tmp_path):
         (ROOT / "experiments" / "results" / "gpt_baby_lr_sweep.json").read_text(encoding="utf-8")
     )
     first = committed["runs"][0]
-    assert record.keys() == first.keys() and _keys(record["eval"]) == _keys(first["eval"])
+    assert record.keys() == first.keys() and json_structure(record["eval"]) == json_structure(first["eval"])
     assert (record["lr"], record["seed"], record["eval"][-1]["iter"]) == (2e-3, 1, 4)
     assert record["val_loss_20_batches"] == record["eval"][-1]["val"]
 
