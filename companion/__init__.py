@@ -12,14 +12,14 @@ versions they verify against and that learners can reuse. One module per idea:
 * language models — ``tokenizers`` (one interface: character, BPE, WordPiece, Unigram), ``nn`` (the
   one attention module, positions, norms, FFNs, the one Transformer block, efficient attention),
   ``models`` (GPT, built from ``nn``), ``train`` (the ``Trainer``, data, checkpoints, distributed and
-  mixed-precision pieces), ``generate`` (decoding), ``scaling`` (scaling laws);
-* ``scaling_experiments`` — the Scaling-laws chapter's training grid (its scripts and committed
-  results are in ``experiments/``, with the other chapter experiments);
+  mixed-precision pieces, a model trained for a token budget), ``generate`` (decoding), ``scaling``
+  (scaling laws);
 * ``grading`` — the exercise grader (``python -m companion.grading``).
 
 Layering: ``nn`` imports no model; ``models`` are built from ``nn``; ``train`` uses ``models`` for its
 presets and command line, while its ``Trainer`` takes any module; nothing imports ``notebooks/`` or
-``tests/``.
+``tests/``. The chapters' long experiments (the scaling grid, length extrapolation) are scripts in
+``experiments/`` on these modules, with their committed results.
 """
 
 __version__ = "0.1.0"

@@ -24,15 +24,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from scaling_grid import ScalingGridConfig, shakespeare_chars  # the sibling script: its folder is on sys.path
 
 from companion.files import write_json
-from companion.scaling_experiments import (
-    RunConfig,
-    ScalingGridConfig,
-    shakespeare_chars,
-    split_data,
-    train_lm,
-)
+from companion.train.budget import RunConfig, split_data, train_lm
 
 OUT = Path(__file__).resolve().parent / "results" / "scaling_lr_check.json"
 WIDTH, TOKENS, LRS = 256, 409_600, (3e-3, 1.5e-3)

@@ -12,8 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_script(relative_path: str) -> ModuleType:
-    """The module defined by ``ROOT / relative_path``, executed afresh (its ``main`` is not run)."""
+    """The module defined by ``ROOT / relative_path``, executed afresh (its ``main`` is not run).
+
+    The script's folder goes on ``sys.path``, as ``python folder/script.py`` puts it there, so that a
+    script can import its siblings (``experiments/scaling_lr_check.py`` imports ``scaling_grid``).
+    """
     path = ROOT / relative_path
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     # Registered before it runs, as an import would be: dataclasses (and pickling) look classes up in

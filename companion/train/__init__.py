@@ -5,6 +5,8 @@
 * :mod:`~companion.train.checkpoint` — atomic checkpoints that resume bit for bit;
 * :mod:`~companion.train.data` — tokenized tiny Shakespeare, random blocks, next-token targets (the
   loss they feed is :func:`companion.losses.lm_loss`);
+* :mod:`~companion.train.budget` — a fresh GPT trained for a budget of ``D`` tokens and scored on
+  held-out text, the unit run of the Scaling-laws chapter's experiments;
 * :mod:`~companion.train.distributed` — process-group set-up under ``torchrun``;
 * :mod:`~companion.train.accumulate`, :mod:`~companion.train.memory`, :mod:`~companion.train.precision`,
   :mod:`~companion.train.parallel`, :mod:`~companion.train.throughput` — the Distributed-training

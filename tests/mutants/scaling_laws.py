@@ -9,7 +9,7 @@ import torch
 from scipy.optimize import minimize
 
 from companion.scaling import chinchilla_loss, compute_optimal, fit_parametric
-from companion.scaling_experiments import split_data
+from companion.train.budget import split_data
 
 # --- scaling-laws.chinchilla ------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from companion.scaling import (
     compute_optimal,
     fit_parametric,
 )
-from companion.scaling_experiments import repeat_epochs, train_on_stream
+from companion.train.budget import repeat_epochs, train_on_stream
 
 # --------------------------------------------------------------------------------------------------
 # scaling-laws.chinchilla
@@ -213,7 +213,7 @@ REPETITION = register(
     The stream: the first U = round(unique_frac * token_budget) training tokens, repeated and cut to
     exactly token_budget tokens (1/unique_frac epochs; unique_frac = 1: no repeats).
     Return float(train(stream, val)); train=None means
-    companion.scaling_experiments.train_on_stream (a tiny GPT, width 64).
+    companion.train.budget.train_on_stream (a tiny GPT, width 64).
     Raise ValueError if unique_frac is not in (0, 1], token_budget < 1, or U does not fit in the
     training split."""''',
         hint=(

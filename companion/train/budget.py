@@ -1,45 +1,39 @@
-"""Small scaling experiments on CPU: a grid of tiny GPTs (model size × training tokens) for fitting
-your own scaling law, and the fixed-budget data-repetition experiment (数据重复).
+"""Train a fresh GPT for a budget of ``D`` tokens and score it on held-out text: the unit run of a
+scaling experiment (the Scaling-laws chapter's grid, its data-repetition runs and exercise).
 
-Every run trains a fresh GPT (``companion.models.gpt.GPT``) of width ``d`` (``n_layer`` layers, heads
-of width ``head_dim``) for a budget of ``D`` tokens with the companion's
-``Trainer`` (``companion.train.trainer``) — random blocks, AdamW, linear warm-up and a cosine decay that ends
-with the run (Hoffmann et al. (2022) showed that a schedule longer than the run makes short runs look
-worse, one reason for the Kaplan–Chinchilla disagreement) — and returns the mean cross-entropy (nats
-per token) on held-out text.
+Every run builds a GPT (:class:`companion.models.gpt.GPT`) of width ``d`` (``n_layer`` layers, heads
+of width ``head_dim``) and trains it for ``D`` tokens with the library's :class:`~companion.train.Trainer`
+— random blocks, AdamW, linear warm-up and a cosine decay that ends with the run (Hoffmann et al.
+(2022) showed that a schedule longer than the run makes short runs look worse, one reason for the
+Kaplan–Chinchilla disagreement) — and returns the mean cross-entropy (nats per token) on held-out text.
 
-* :func:`repeat_epochs` builds the stream for a fixed token budget of which only a fraction is unique
-  data, repeated, and trains on it: the experiment behind misconception M16.3.
-* :func:`run_scaling_grid` trains every (width, budget) pair of a :class:`ScalingGridConfig` and the
-  repetition runs, and returns a JSON-serialisable record with the configuration and its hash;
-  ``experiments/scaling_grid.py`` writes it to ``experiments/results/scaling_grid.json``.
+* :func:`train_lm` — one run on random blocks of a training split; :func:`train_on_stream` — one
+  epoch over a given stream.
+* :func:`repetition_stream` and :func:`repeat_epochs` — a fixed token budget of which only a fraction
+  is unique data, repeated (数据重复): the experiment behind misconception M16.3.
+
+The grid itself (widths × budgets, written to ``experiments/results/``) is an experiment, not library
+code: ``experiments/scaling_grid.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import math
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
 from companion._validate import check_positive_int, check_tensor
-from companion.files import config_hash
 from companion.models.gpt import GPT, GPTConfig
+from companion.train.trainer import TrainConfig, Trainer
 
 __all__ = [
     "RunConfig",
-    "ScalingGridConfig",
     "make_model",
     "repeat_epochs",
     "repetition_stream",
-    "run_scaling_grid",
-    "shakespeare_chars",
     "split_data",
     "train_lm",
     "train_on_stream",
@@ -86,53 +80,13 @@ class RunConfig:
                 raise ValueError(f"{name}: expected a number in [0, 1), got {getattr(self, name)!r}")
 
 
-@dataclass(frozen=True)
-class ScalingGridConfig:
-    """The experiment ``experiments/scaling_grid.py`` runs: a width × token-budget grid, then the
-    repetition runs at one width and one budget.
-
-    Attributes:
-        widths: model widths ``d`` (each a multiple of ``run.head_dim``).
-        token_budgets: training tokens ``D`` of the grid's runs (unique data, one epoch).
-        repetition_width: the model width of the repetition runs.
-        repetition_budget: their fixed token budget.
-        unique_fracs: fraction of that budget that is unique data (``1/k`` = ``k`` epochs).
-        val_frac: the last ``val_frac`` of the corpus is held out for validation.
-        run: shared model and optimisation settings.
-    """
-
-    widths: tuple[int, ...] = (32, 48, 64, 96)
-    token_budgets: tuple[int, ...] = (102_400, 204_800, 409_600, 819_200)
-    repetition_width: int = 64
-    repetition_budget: int = 409_600
-    unique_fracs: tuple[float, ...] = (1.0, 0.25, 0.0625, 0.015625)
-    val_frac: float = 0.1
-    run: RunConfig = field(default_factory=RunConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The configuration as plain JSON types (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def gpu(cls) -> ScalingGridConfig:
-        """The bigger grid for a GPU: the CPU grid's widths and budgets extended (7 widths × 5 budgets),
-        with the same per-run settings, so the 16 shared runs can be compared across devices."""
-        return cls(
-            widths=(32, 48, 64, 96, 128, 192, 256), token_budgets=(51_200, 102_400, 204_800, 409_600, 819_200)
-        )
-
-
-def shakespeare_chars() -> tuple[torch.Tensor, int]:
-    """Tiny Shakespeare as character ids (vocabulary: the sorted characters) and the vocabulary size."""
-    from companion.data import tiny_shakespeare
-
-    text = tiny_shakespeare()
-    index = {ch: i for i, ch in enumerate(sorted(set(text)))}
-    return torch.tensor([index[ch] for ch in text], dtype=torch.long), len(index)
-
-
 def split_data(data: torch.Tensor, val_frac: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """``(train, val)``: the last ``floor(val_frac · n)`` tokens are the validation split.
+
+    :func:`companion.train.data.split_train_val` rounds the other way (the first
+    ``floor((1 − val_frac) · n)`` tokens train), which for tiny Shakespeare moves one token. The
+    committed scaling grids were trained on this split, and the GPU grid cannot be re-run on a CPU, so
+    the scaling runs keep it.
 
     Args:
         data: ``(n,)`` int64 token ids.
@@ -247,8 +201,6 @@ def train_lm(
     Returns:
         The mean validation cross-entropy, a float.
     """
-    from companion.train import TrainConfig, Trainer  # the trainer imports models; keep this module light
-
     config = RunConfig() if config is None else config
     for name, ids in (("train_ids", train_ids), ("val", val)):
         check_tensor(name, ids, ndim=1)
@@ -339,71 +291,3 @@ def repeat_epochs(
     stream = repetition_stream(train_ids, unique_frac, token_budget)
     trainer = functools.partial(train_on_stream, width=64) if train is None else train
     return float(trainer(stream, val))
-
-
-def run_scaling_grid(
-    config: ScalingGridConfig,
-    data: torch.Tensor,
-    vocab_size: int,
-    *,
-    device: torch.device | str = "cpu",
-    log: bool = False,
-) -> dict[str, Any]:
-    """Train every (width, token budget) of the grid and the repetition runs.
-
-    Args:
-        config: the experiment.
-        data: ``(n,)`` int64 token ids of the whole corpus (split by ``config.val_frac``).
-        vocab_size: ``V``.
-        device: where to train.
-        log: print one line per run.
-
-    Returns:
-        ``{"config", "config_hash", "vocab_size", "grid": [...], "repetition": [...]}``. Each grid
-        row has ``width, n_params, tokens, flops (6·N·D), val_loss``; each repetition row has
-        ``unique_frac, unique_tokens, epochs, val_loss``.
-    """
-    cfg = config.to_dict()
-    train_ids, val = split_data(data, config.val_frac)
-    grid = []
-    for width in config.widths:
-        n_params = make_model(width, vocab_size, config.run).num_parameters()
-        for tokens in config.token_budgets:
-            start = time.perf_counter()
-            # random blocks of the whole training split: D tokens from ~1M, hardly any repeated
-            loss = train_lm(
-                train_ids, val, tokens, width=width, config=config.run, vocab_size=vocab_size, device=device
-            )
-            row = {"width": width, "n_params": n_params, "tokens": tokens, "flops": 6 * n_params * tokens}
-            grid.append({**row, "val_loss": round(loss, 6)})
-            if log:
-                print(
-                    f"d={width:>3} N={n_params:>7} D={tokens:>8}: val {loss:.4f} "
-                    f"({time.perf_counter() - start:.1f}s)"
-                )
-    repetition = []
-    for frac in config.unique_fracs:
-        start = time.perf_counter()
-        stream = repetition_stream(train_ids, frac, config.repetition_budget)
-        loss = train_on_stream(
-            stream,
-            val,
-            width=config.repetition_width,
-            config=config.run,
-            vocab_size=vocab_size,
-            device=device,
-        )
-        unique = max(1, round(frac * config.repetition_budget))
-        epochs = round(config.repetition_budget / unique, 6)
-        repetition.append(
-            {"unique_frac": frac, "unique_tokens": unique, "epochs": epochs, "val_loss": round(loss, 6)}
-        )
-        if log:
-            print(f"unique_frac={frac:<9} U={unique:>7}: val {loss:.4f} ({time.perf_counter() - start:.1f}s)")
-    return {
-        "config": cfg,
-        "config_hash": config_hash(cfg),
-        "vocab_size": vocab_size,
-        "grid": grid,
-        "repetition": repetition,
-    }
