@@ -2,7 +2,7 @@
 
 Compares, forward and forward+backward, for a few shapes ``(B, H, T, d_h)``:
 
-* ``companion.nn.attention.scaled_dot_product_attention`` (explicit softmax, returns the weights) vs
+* ``companion.nn.sdpa.scaled_dot_product_attention`` (explicit softmax, returns the weights) vs
   ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels), without a mask and causal;
 * ``companion.nn.attention.MultiHeadAttention`` with ``kernel="explicit"`` and ``kernel="sdpa"`` vs
   ``torch.nn.MultiheadAttention(batch_first=True)`` (``need_weights=False``), self-attention.
@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils import benchmark
 
-from companion.nn.attention import MultiHeadAttention, scaled_dot_product_attention
+from companion.nn.attention import MultiHeadAttention
+from companion.nn.sdpa import scaled_dot_product_attention
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

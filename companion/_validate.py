@@ -45,3 +45,29 @@ def check_probability(name: str, value: float, *, allow_one: bool = False) -> fl
         bound = "[0, 1]" if allow_one else "[0, 1)"
         raise ValueError(f"{name}: expected a number in {bound}, got {value!r}")
     return float(value)
+
+
+def check_nonnegative_int(name: str, value: object) -> int:
+    """Check that ``value`` is an ``int`` (not a bool) ``>= 0``; return it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+    return value
+
+
+def check_even_width(name: str, value: object) -> int:
+    """Check that a width is a positive even ``int`` (dimensions that come in (sin, cos) or rotation
+    pairs); return it."""
+    check_positive_int(name, value)
+    if value % 2:  # type: ignore[operator]
+        raise ValueError(
+            f"{name}: expected an even number (dimensions come in (sin, cos) pairs), got {value}"
+        )
+    return value  # type: ignore[return-value]
+
+
+def check_above_one(name: str, value: object) -> float:
+    """Check that ``value`` is a real number (not a bool) ``> 1``, e.g. the base of a geometric
+    series; return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 1:
+        raise ValueError(f"{name}: expected a number > 1, got {value!r}")
+    return float(value)

@@ -17,14 +17,8 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from companion.nn.attention import (
-    CrossAttention,
-    MultiHeadAttention,
-    merge_heads,
-    scaled_dot_product_attention,
-    softmax,
-    split_heads,
-)
+from companion.nn.attention import CrossAttention, MultiHeadAttention, merge_heads, split_heads
+from companion.nn.sdpa import scaled_dot_product_attention, softmax
 
 # (rtol, atol) per dtype: float64 should agree to rounding error, float32 to one block's tolerance.
 TOL = {torch.float64: (1e-10, 1e-10), torch.float32: (1e-5, 1e-6)}

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from companion import device as dev
-from companion.nn.attention import MultiHeadAttention, scaled_dot_product_attention
+from companion.nn.attention import MultiHeadAttention
+from companion.nn.sdpa import scaled_dot_product_attention
 
 _HAS_CUDA = torch.cuda.is_available()
 _HAS_MPS = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()

@@ -19,13 +19,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from companion.nn import masks
-from companion.nn.attention import (
-    GroupedQueryAttention,
-    MultiHeadAttention,
-    mean_pool_kv_heads,
-    mha_to_gqa,
-    repeat_kv,
-)
+from companion.nn.attention import GroupedQueryAttention, MultiHeadAttention, mean_pool_kv_heads, mha_to_gqa
 from companion.nn.flash import (
     TensorAllocationTracker,
     attention_hbm_accesses,
@@ -37,6 +31,7 @@ from companion.nn.flash import (
 from companion.nn.kv_cache import KVCache, kv_cache_bytes
 from companion.nn.linformer import linformer
 from companion.nn.mla import LatentKVCache, MultiHeadLatentAttention, mla_cache_bytes, rope_half
+from companion.nn.sdpa import repeat_kv
 
 HYPO = settings(max_examples=25, deadline=None)
 

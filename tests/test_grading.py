@@ -197,7 +197,7 @@ def test_cli_check_exit_codes(tmp_path: Path):
     good.write_text(
         textwrap.dedent(
             """
-            from companion.nn.attention import scaled_dot_product_attention
+            from companion.nn.sdpa import scaled_dot_product_attention
 
             def sdpa(q, k, v, mask=None, is_causal=False):
                 return scaled_dot_product_attention(q, k, v, mask=mask, is_causal=is_causal)

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from companion.nn import masks
-from companion.nn.attention import MultiHeadAttention, scaled_dot_product_attention
+from companion.nn.attention import MultiHeadAttention
+from companion.nn.sdpa import scaled_dot_product_attention
 
 
 def _gen(seed: int = 0) -> torch.Generator:

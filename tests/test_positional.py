@@ -1,4 +1,5 @@
-"""Tests of companion.nn.positional against references we did not write.
+"""Tests of companion.nn.positional, companion.nn.rope and companion.nn.relative_bias against
+references we did not write.
 
 References: the formula of "Attention Is All You Need" §3.5 (explicit loops with ``math``), Hugging
 Face ``transformers`` (Llama's ``apply_rotary_pos_emb`` and ``LlamaRotaryEmbedding`` for the
@@ -24,20 +25,13 @@ from transformers.models.t5.modeling_t5 import T5Attention
 
 from companion.nn.attention import MultiHeadAttention
 from companion.nn.positional import (
-    ALiBi,
     LearnedPositionalEmbedding,
-    RotaryEmbedding,
     SinusoidalPositionalEncoding,
-    T5RelativeBias,
-    alibi_bias,
-    alibi_slopes,
-    apply_rotary,
     offset_matrix,
-    rope,
-    rope_frequencies,
     sinusoidal,
-    t5_relative_bucket,
 )
+from companion.nn.relative_bias import ALiBi, T5RelativeBias, alibi_bias, alibi_slopes, t5_relative_bucket
+from companion.nn.rope import RotaryEmbedding, apply_rotary, rope, rope_frequencies
 
 HYPO = settings(max_examples=30, deadline=None)
 

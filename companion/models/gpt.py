@@ -53,13 +53,9 @@ from companion.losses import lm_loss
 from companion.nn.block import TransformerBlock
 from companion.nn.kv_cache import KVCache
 from companion.nn.norms import LayerNorm, RMSNorm, make_norm
-from companion.nn.positional import (
-    ALiBi,
-    LearnedPositionalEmbedding,
-    RotaryEmbedding,
-    SinusoidalPositionalEncoding,
-    T5RelativeBias,
-)
+from companion.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+from companion.nn.relative_bias import ALiBi, T5RelativeBias
+from companion.nn.rope import RotaryEmbedding
 
 __all__ = [
     "GPT",
@@ -104,7 +100,7 @@ class GPTConfig:
         rope_base: RoPE's base θ.
         rope_scaling: None, ``"linear"`` (position interpolation) or ``"ntk"`` (NTK-aware base
             scaling) — how RoPE is stretched to run at ``rope_scaling_factor`` × its training length
-            (see :func:`~companion.nn.positional.rope_frequencies`).
+            (see :func:`~companion.nn.rope.rope_frequencies`).
         rope_scaling_factor: the factor ``s ≥ 1`` of ``rope_scaling``.
         init_std: standard deviation of the initial weights (GPT-2: 0.02).
         fused_attention: use ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels on

@@ -1,11 +1,16 @@
 """Neural-network building blocks, one module per idea.
 
-``attention`` (scaled dot-product attention and the one attention module, its kernel chosen by name),
-``masks``, ``positional`` (sinusoidal, learned, RoPE, ALiBi, T5 buckets), ``norms``, ``activations``,
-``ffn``, ``moe``, ``block`` (the one configurable Transformer block), ``kv_cache``, ``flash``
-(FlashAttention's tiling), ``mla`` (multi-head latent attention), ``linformer`` and
-``score_scaling`` (why scores are divided by √d_k). Models
-(:mod:`companion.models`) are built from these.
+* attention — ``sdpa`` (scaled dot-product attention and its two kernels), ``attention`` (the one
+  attention module, its kernel chosen by name), ``masks``, ``score_scaling`` (why scores are divided by
+  √d_k), ``kv_cache``;
+* positions — ``positional`` (sinusoidal, learned), ``rope`` (rotary embedding), ``relative_bias``
+  (ALiBi, T5's buckets);
+* the block — ``norms``, ``activations``, ``ffn``, ``moe``, ``block`` (the one configurable
+  Transformer block);
+* efficient attention — ``flash`` (FlashAttention's tiling), ``mla`` (multi-head latent attention),
+  ``linformer``.
+
+Models (:mod:`companion.models`) are built from these.
 """
 
 from companion.nn.attention import (
@@ -13,8 +18,6 @@ from companion.nn.attention import (
     GroupedQueryAttention,
     MultiHeadAttention,
     merge_heads,
-    scaled_dot_product_attention,
-    softmax,
     split_heads,
 )
 from companion.nn.block import TransformerBlock, TransformerStack
@@ -25,15 +28,10 @@ from companion.nn.masks import block_sparse, causal, combine, padding, sliding_w
 from companion.nn.mla import MultiHeadLatentAttention
 from companion.nn.moe import MoE
 from companion.nn.norms import LayerNorm, RMSNorm, make_norm
-from companion.nn.positional import (
-    ALiBi,
-    LearnedPositionalEmbedding,
-    RotaryEmbedding,
-    SinusoidalPositionalEncoding,
-    T5RelativeBias,
-    alibi_slopes,
-    apply_rotary,
-)
+from companion.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+from companion.nn.relative_bias import ALiBi, T5RelativeBias, alibi_slopes
+from companion.nn.rope import RotaryEmbedding, apply_rotary
+from companion.nn.sdpa import scaled_dot_product_attention, softmax
 
 __all__ = [
     "ALiBi",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from companion._validate import check_tensor
-from companion.nn.attention import scaled_dot_product_attention
+from companion.nn.sdpa import scaled_dot_product_attention
 
 __all__ = ["linformer"]
 

@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from companion._validate import check_positive_int, check_tensor
-from companion.nn.attention import scaled_dot_product_attention
 from companion.nn.masks import causal
+from companion.nn.sdpa import scaled_dot_product_attention
 
 __all__ = ["LatentKVCache", "MultiHeadLatentAttention", "mla_cache_bytes", "rope_half"]
 

@@ -7,9 +7,10 @@ import math
 import torch
 from torch import nn
 
-from companion.nn.attention import MultiHeadAttention, merge_heads, scaled_dot_product_attention, split_heads
+from companion.nn.attention import MultiHeadAttention, merge_heads, split_heads
 from companion.nn.masks import causal
 from companion.nn.score_scaling import N_KEYS, softmax_jacobian_norm
+from companion.nn.sdpa import scaled_dot_product_attention
 
 # --- attention.sdpa --------------------------------------------------------------------------------
 

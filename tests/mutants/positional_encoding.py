@@ -9,14 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from companion.losses import length_extrapolation
-from companion.nn.positional import (
-    alibi_bias,
-    alibi_slopes,
-    offset_matrix,
-    rope,
-    sinusoidal,
-    t5_relative_bucket,
-)
+from companion.nn.positional import offset_matrix, sinusoidal
+from companion.nn.relative_bias import alibi_bias, alibi_slopes, t5_relative_bucket
+from companion.nn.rope import rope
 
 # --- positional-encoding.sinusoidal ----------------------------------------------------------------
 

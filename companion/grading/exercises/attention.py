@@ -14,9 +14,10 @@ from torch import nn
 
 from companion.grading.checks import expect, expect_close, expect_raises, expect_tensor
 from companion.grading.registry import Exercise, register
-from companion.nn.attention import CrossAttention, MultiHeadAttention, scaled_dot_product_attention
+from companion.nn.attention import CrossAttention, MultiHeadAttention
 from companion.nn.masks import causal, combine, padding
 from companion.nn.score_scaling import score_stats
+from companion.nn.sdpa import scaled_dot_product_attention
 from companion.testing import assert_causal
 
 # --------------------------------------------------------------------------------------------------

@@ -18,15 +18,9 @@ from torch import nn
 from companion.grading.checks import expect, expect_close, expect_no_error, expect_raises, expect_tensor
 from companion.grading.registry import Exercise, register
 from companion.losses import length_extrapolation
-from companion.nn.positional import (
-    LearnedPositionalEmbedding,
-    alibi_bias,
-    alibi_slopes,
-    offset_matrix,
-    rope,
-    sinusoidal,
-    t5_relative_bucket,
-)
+from companion.nn.positional import LearnedPositionalEmbedding, offset_matrix, sinusoidal
+from companion.nn.relative_bias import alibi_bias, alibi_slopes, t5_relative_bucket
+from companion.nn.rope import rope
 
 # --------------------------------------------------------------------------------------------------
 # positional-encoding.sinusoidal
