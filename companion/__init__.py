@@ -12,8 +12,8 @@ versions they verify against and that learners can reuse. One module per idea:
 * language models — ``tokenizers`` (one interface: character, BPE, WordPiece, Unigram), ``nn`` (the
   one attention module, positions, norms, FFNs, the one Transformer block, efficient attention),
   ``models`` (GPT, built from ``nn``), ``train`` (the ``Trainer``, data, checkpoints, distributed and
-  mixed-precision pieces, a model trained for a token budget), ``generate`` (decoding), ``scaling``
-  (scaling laws);
+  mixed-precision pieces, a model trained for a token budget), ``sampling`` (logit processors and
+  the draw), ``generate`` (search and generation with a model), ``scaling`` (scaling laws);
 * ``grading`` — the exercise grader (``python -m companion.grading``).
 
 Layering: ``nn`` imports no model; ``models`` are built from ``nn``; ``train`` uses ``models`` for its

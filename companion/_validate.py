@@ -3,9 +3,21 @@ what was actually passed, so a learner can fix the call without reading our sour
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["check_positive_int", "check_probability", "check_tensor"]
+__all__ = [
+    "check_above_one",
+    "check_even_width",
+    "check_finite_number",
+    "check_nonnegative_int",
+    "check_positive_int",
+    "check_probability",
+    "check_temperature",
+    "check_tensor",
+    "check_unit_fraction",
+]
 
 
 def check_tensor(
@@ -71,3 +83,28 @@ def check_above_one(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 1:
         raise ValueError(f"{name}: expected a number > 1, got {value!r}")
     return float(value)
+
+
+def check_finite_number(name: str, value: object) -> float:
+    """Check that ``value`` is a finite real number (not a bool); return it as a float (a
+    ``TypeError`` otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"{name}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def check_unit_fraction(name: str, value: object) -> float:
+    """Check ``0 < value <= 1`` (a probability mass such as top-p's); return it as a float."""
+    v = check_finite_number(name, value)
+    if not 0.0 < v <= 1.0:
+        raise ValueError(f"{name}: expected a probability in (0, 1], got {value!r}")
+    return v
+
+
+def check_temperature(temperature: object, *, allow_zero: bool = False) -> float:
+    """Check a sampling temperature: ``> 0``, or ``>= 0`` with ``allow_zero`` (0 means greedy)."""
+    t = check_finite_number("temperature", temperature)
+    if t < 0 or (t == 0 and not allow_zero):
+        bound = ">= 0 (0 means greedy)" if allow_zero else "> 0"
+        raise ValueError(f"temperature: expected a number {bound}, got {temperature!r}")
+    return t

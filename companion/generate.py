@@ -1,16 +1,10 @@
 """Decoding (解码): turning next-token distributions into text.
 
 A language model gives ``p(v | y_<t)`` for every token ``v`` of the vocabulary; a *decoding rule*
-chooses the next token from it. This module has the rules of the Decoding chapter:
+chooses the next token from it. This module has the Decoding chapter's search and generation; the
+logit processors (temperature, top-k, top-p, min-p, repetition penalty) and the draw are in
+:mod:`companion.sampling`.
 
-* **logit processors**, applied to a ``(..., V)`` tensor of logits and returning one of the same shape
-  with the removed tokens at ``-inf``: :func:`apply_temperature`, :func:`top_k_filter`,
-  :func:`top_p_filter`, :func:`min_p_filter`, :func:`apply_repetition_penalty`, chained by
-  :func:`process_logits` in the order Hugging Face ``transformers`` uses (repetition penalty →
-  temperature → top-k → top-p → min-p). Each matches the corresponding ``transformers`` processor
-  (``RepetitionPenaltyLogitsProcessor``, ``TemperatureLogitsWarper``, ``TopKLogitsWarper``,
-  ``TopPLogitsWarper``, ``MinPLogitsWarper``) exactly (tested);
-* **sampling** from the processed distribution with an explicit ``torch.Generator``: :func:`sample`;
 * **search over a step function** (``step_fn(prefixes (N, t)) -> log-probs (N, V)``), the textbook
   algorithms with instrumented costs: :func:`greedy` and :func:`beam_search`;
 * **generation with a model** that follows the interface of :class:`companion.models.gpt.GPT`
@@ -22,7 +16,6 @@ chooses the next token from it. This module has the rules of the Decoding chapte
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,22 +23,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from companion._validate import check_positive_int, check_tensor
+from companion._validate import (
+    check_finite_number,
+    check_positive_int,
+    check_temperature,
+    check_tensor,
+    check_unit_fraction,
+)
+from companion.sampling import process_logits
 
 __all__ = [
     "BeamStats",
-    "apply_repetition_penalty",
-    "apply_temperature",
     "beam_search",
     "beam_search_generate",
     "generate",
     "greedy",
-    "min_p_filter",
-    "process_logits",
-    "sample",
     "stream",
-    "top_k_filter",
-    "top_p_filter",
 ]
 
 NEG_INF = float("-inf")
@@ -54,222 +47,6 @@ NEG_INF = float("-inf")
 # ------------------------------------------------------------------------------------------------
 # argument checks
 # ------------------------------------------------------------------------------------------------
-def _check_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{name}: expected a finite number, got {value!r}")
-    return float(value)
-
-
-def _check_temperature(temperature: object, *, allow_zero: bool = False) -> float:
-    t = _check_number("temperature", temperature)
-    if t < 0 or (t == 0 and not allow_zero):
-        bound = ">= 0 (0 means greedy)" if allow_zero else "> 0"
-        raise ValueError(f"temperature: expected a number {bound}, got {temperature!r}")
-    return t
-
-
-def _check_top_p(p: object, name: str = "p") -> float:
-    v = _check_number(name, p)
-    if not 0.0 < v <= 1.0:
-        raise ValueError(f"{name}: expected a probability in (0, 1], got {p!r}")
-    return v
-
-
-def _check_logits(logits: object) -> torch.Tensor:
-    x = check_tensor("logits", logits, min_ndim=1, floating=True)
-    if x.shape[-1] == 0:
-        raise ValueError("logits: the vocabulary dimension (last) is empty")
-    return x
-
-
-# ------------------------------------------------------------------------------------------------
-# logit processors
-# ------------------------------------------------------------------------------------------------
-def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Divide the logits by ``T``: ``softmax(z / T) ∝ p^(1/T)``.
-
-    ``T < 1`` sharpens the distribution, ``T > 1`` flattens it; ``T → 0`` tends to the argmax and
-    ``T → ∞`` to the uniform distribution. Dividing *probabilities* by ``T`` and renormalizing would
-    change nothing, which is why the logits are divided.
-
-    Args:
-        logits: ``(..., V)``.
-        temperature: ``T > 0``.
-
-    Returns:
-        ``(..., V)`` logits ``z / T``.
-    """
-    logits = _check_logits(logits)
-    return logits / _check_temperature(temperature)
-
-
-def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the ``k`` largest logits of each row, set the others to ``-inf``.
-
-    Ties: every token whose logit equals the ``k``-th largest is kept too (so more than ``k`` tokens
-    may survive), as in Hugging Face's ``TopKLogitsWarper``. ``k >= V`` keeps everything.
-
-    Args:
-        logits: ``(..., V)``.
-        k: a positive int.
-
-    Returns:
-        ``(..., V)`` logits with the removed tokens at ``-inf``.
-    """
-    logits = _check_logits(logits)
-    k = check_positive_int("k", k)
-    k = min(k, logits.shape[-1])
-    kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (..., 1): the k-th largest value
-    return logits.masked_fill(logits < kth, NEG_INF)
-
-
-def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Nucleus filtering: keep the smallest set of most-probable tokens whose total probability is ``>= p``.
-
-    Sort the probabilities in descending order and keep token ``i`` when the mass strictly before
-    it is ``< p``; the most probable token is therefore always kept. This is the same set that Hugging
-    Face's ``TopPLogitsWarper`` keeps (it removes tokens whose *ascending* cumulative probability is
-    ``<= 1 - p``), up to rounding exactly at the boundary. It is *not* a per-token threshold:
-    ``p = 0.9`` on ``[0.5, 0.2, 0.1, 0.08, 0.05, 0.04, 0.03]`` keeps 5 tokens, none of which has
-    probability above 0.9.
-
-    Args:
-        logits: ``(..., V)``.
-        p: in ``(0, 1]``; ``1`` keeps every token.
-
-    Returns:
-        ``(..., V)`` logits with the removed tokens at ``-inf``.
-    """
-    logits = _check_logits(logits)
-    p = _check_top_p(p)
-    if p >= 1.0:
-        return logits.clone()
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-    probs = sorted_logits.softmax(dim=-1)
-    mass_before = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above each one
-    remove_sorted = mass_before >= p
-    remove_sorted[..., 0] = False  # the top token always stays (guards against rounding)
-    remove = remove_sorted.scatter(-1, order, remove_sorted)  # back to vocabulary order
-    return logits.masked_fill(remove, NEG_INF)
-
-
-def min_p_filter(logits: torch.Tensor, p_min: float) -> torch.Tensor:
-    """Min-p filtering: keep tokens with ``p_i >= p_min · max_j p_j`` (a threshold relative to the top token).
-
-    Args:
-        logits: ``(..., V)``.
-        p_min: in ``(0, 1]``.
-
-    Returns:
-        ``(..., V)`` logits with the removed tokens at ``-inf`` (the top token is always kept).
-    """
-    logits = _check_logits(logits)
-    p_min = _check_top_p(p_min, "p_min")
-    probs = logits.softmax(dim=-1)
-    threshold = p_min * probs.amax(dim=-1, keepdim=True)
-    return logits.masked_fill(probs < threshold, NEG_INF)
-
-
-def apply_repetition_penalty(logits: torch.Tensor, input_ids: torch.Tensor, penalty: float) -> torch.Tensor:
-    """CTRL's repetition penalty, in Hugging Face's form: for every token already in ``input_ids``,
-    divide its logit by ``penalty`` if positive and multiply it by ``penalty`` if negative.
-
-    (The CTRL paper divides all logits of seen tokens by the penalty; dividing a negative logit would
-    *raise* its probability, hence the sign rule.) A token seen several times is penalized once.
-
-    Args:
-        logits: ``(B, V)``.
-        input_ids: ``(B, T)`` token ids seen so far (prompt and generated).
-        penalty: ``> 0``; ``1`` does nothing, ``> 1`` discourages repetition.
-
-    Returns:
-        ``(B, V)`` penalized logits.
-    """
-    logits = check_tensor("logits", logits, ndim=2, floating=True)
-    input_ids = check_tensor("input_ids", input_ids, ndim=2)
-    penalty = _check_number("penalty", penalty)
-    if penalty <= 0:
-        raise ValueError(f"penalty: expected a number > 0, got {penalty!r}")
-    if input_ids.shape[0] != logits.shape[0]:
-        raise ValueError(
-            f"input_ids: expected batch size {logits.shape[0]}, got shape {tuple(input_ids.shape)}"
-        )
-    seen = torch.gather(logits, 1, input_ids)
-    seen = torch.where(seen < 0, seen * penalty, seen / penalty)
-    return logits.scatter(1, input_ids, seen)
-
-
-def process_logits(
-    logits: torch.Tensor,
-    input_ids: torch.Tensor | None = None,
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    repetition_penalty: float | None = None,
-) -> torch.Tensor:
-    """Apply the processors in Hugging Face's order: repetition penalty, temperature, top-k, top-p, min-p.
-
-    The order matters: temperature comes *before* top-k/top-p, so a higher temperature flattens the
-    distribution and enlarges the nucleus.
-
-    Args:
-        logits: ``(B, V)`` (or ``(..., V)`` without a repetition penalty).
-        input_ids: ``(B, T)`` ids seen so far; required by ``repetition_penalty``.
-        temperature: ``T > 0``; 1 leaves the logits unchanged.
-        top_k, top_p, min_p, repetition_penalty: None switches a processor off.
-
-    Returns:
-        The processed logits, same shape.
-    """
-    logits = _check_logits(logits)
-    if repetition_penalty is not None and repetition_penalty != 1.0:
-        if input_ids is None:
-            raise ValueError("input_ids: required when repetition_penalty is set")
-        logits = apply_repetition_penalty(logits, input_ids, repetition_penalty)
-    if _check_temperature(temperature) != 1.0:
-        logits = apply_temperature(logits, temperature)
-    if top_k is not None:
-        logits = top_k_filter(logits, top_k)
-    if top_p is not None:
-        logits = top_p_filter(logits, top_p)
-    if min_p is not None:
-        logits = min_p_filter(logits, min_p)
-    return logits
-
-
-def sample(
-    logits: torch.Tensor,
-    rng: torch.Generator | None = None,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-) -> torch.Tensor:
-    """Draw one token per row from ``softmax(filter(z / T))``; ``temperature=0`` returns the argmax.
-
-    Args:
-        logits: ``(V,)`` or ``(B, V)``.
-        rng: the ``torch.Generator`` that makes the draw reproducible (None: the global one).
-        temperature: ``>= 0``; temperature is applied before top-k and top-p.
-        top_k, top_p: optional filters (None: off).
-
-    Returns:
-        A 0-D tensor for ``(V,)`` input, else ``(B,)`` token ids (int64).
-    """
-    logits = check_tensor("logits", logits, ndim=(1, 2), floating=True)
-    t = _check_temperature(temperature, allow_zero=True)
-    if rng is not None and not isinstance(rng, torch.Generator):
-        raise TypeError(f"rng: expected a torch.Generator or None, got {type(rng).__name__}")
-    flat = logits.reshape(-1, logits.shape[-1])
-    if t == 0:
-        out = flat.argmax(dim=-1)
-    else:
-        z = process_logits(flat, temperature=t, top_k=top_k, top_p=top_p)
-        out = torch.multinomial(z.float().softmax(dim=-1), 1, generator=rng).squeeze(-1)
-    return out.reshape(logits.shape[:-1])
-
-
 # ------------------------------------------------------------------------------------------------
 # search over a step function (the textbook algorithms, instrumented)
 # ------------------------------------------------------------------------------------------------
@@ -357,7 +134,7 @@ def beam_search(
     """
     K = check_positive_int("K", K)
     max_len = check_positive_int("max_len", max_len)
-    alpha = _check_number("length_penalty", length_penalty)
+    alpha = check_finite_number("length_penalty", length_penalty)
     stats = BeamStats()
     prefixes = torch.full((K, 1), int(bos), dtype=torch.long)
     scores = torch.full((K,), NEG_INF, dtype=torch.float64)
@@ -454,15 +231,15 @@ def _decode_steps(
 ) -> Iterator[torch.Tensor]:
     """Yield the next tokens ``(B,)`` step by step (finished rows get ``pad_token_id``)."""
     idx, max_new_tokens = _check_model_inputs(model, idx, max_new_tokens)
-    t = _check_temperature(temperature, allow_zero=True)
+    t = check_temperature(temperature, allow_zero=True)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
     if top_k is not None:
         check_positive_int("top_k", top_k)
     if top_p is not None:
-        _check_top_p(top_p, "top_p")
+        check_unit_fraction("top_p", top_p)
     if min_p is not None:
-        _check_top_p(min_p, "min_p")
+        check_unit_fraction("min_p", min_p)
     stops = _stop_set(stop_tokens)
     pad = pad_token_id if pad_token_id is not None else (stops[0] if stops else 0)
     b, t0 = idx.shape
@@ -630,7 +407,7 @@ def beam_search_generate(
         raise ValueError(f"idx: beam_search_generate takes a single prompt, got batch size {idx.shape[0]}")
     K = check_positive_int("num_beams", num_beams)
     max_new_tokens = check_positive_int("max_new_tokens", max_new_tokens)
-    alpha = _check_number("length_penalty", length_penalty)
+    alpha = check_finite_number("length_penalty", length_penalty)
     if early_stopping not in (True, False, "never"):
         raise ValueError(f"early_stopping: expected True, False or 'never', got {early_stopping!r}")
     eos = _stop_set(eos_token_id)

@@ -21,22 +21,18 @@ from transformers.generation import (
     TopPLogitsWarper,
 )
 
-from companion.generate import (
+from companion.generate import beam_search, beam_search_generate, generate, greedy, stream
+from companion.models.gpt import GPT, GPTConfig
+from companion.nn.kv_cache import KVCache
+from companion.sampling import (
     apply_repetition_penalty,
     apply_temperature,
-    beam_search,
-    beam_search_generate,
-    generate,
-    greedy,
     min_p_filter,
     process_logits,
     sample,
-    stream,
     top_k_filter,
     top_p_filter,
 )
-from companion.models.gpt import GPT, GPTConfig
-from companion.nn.kv_cache import KVCache
 
 # --------------------------------------------------------------------------------------------------
 # fixtures

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from companion.generate import (
-    BeamStats,
-    apply_temperature,
-    beam_search,
-    greedy,
-    sample,
-    top_k_filter,
-    top_p_filter,
-)
+from companion.generate import BeamStats, beam_search, greedy
+from companion.sampling import apply_temperature, sample, top_k_filter, top_p_filter
 
 NEG_INF = float("-inf")
 

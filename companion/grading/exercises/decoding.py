@@ -11,9 +11,10 @@ import itertools
 
 import torch
 
-from companion.generate import apply_temperature, beam_search, greedy, sample, top_k_filter, top_p_filter
+from companion.generate import beam_search, greedy
 from companion.grading.checks import expect, expect_close
 from companion.grading.registry import Exercise, register
+from companion.sampling import apply_temperature, sample, top_k_filter, top_p_filter
 
 EXAMPLE = torch.tensor([0.5, 0.2, 0.1, 0.08, 0.05, 0.04, 0.03], dtype=torch.float64)
 
