@@ -34,6 +34,7 @@ from companion.tokenizers import (
     Tokenizer,
     UnigramTokenizer,
     WordPieceTokenizer,
+    bpe_trainer,
 )
 from companion.tokenizers import bpe as bpe_module
 from companion.tokenizers import pretokenize as pretokenize_module
@@ -212,11 +213,11 @@ def _assert_trainers_agree(corpus: str, vocab_size: int) -> None:
 
 
 def test_trainer_symbols_skip_the_surrogates():
-    assert bpe_module._symbol(0xD7FF) == "\ud7ff" and bpe_module._symbol(0xD800) == "\ue000"
-    assert len({bpe_module._symbol(i) for i in range(0xD000, 0xE000)}) == 0x1000
-    bpe_module._symbol(bpe_module._MAX_TOKENS - 1)  # the last token id still has a character
+    assert bpe_trainer._symbol(0xD7FF) == "\ud7ff" and bpe_trainer._symbol(0xD800) == "\ue000"
+    assert len({bpe_trainer._symbol(i) for i in range(0xD000, 0xE000)}) == 0x1000
+    bpe_trainer._symbol(bpe_trainer.MAX_TOKENS - 1)  # the last token id still has a character
     with pytest.raises(ValueError, match="one Unicode character per token"):
-        bpe_module.train_merges({b"ab": 1}, bpe_module._MAX_TOKENS)
+        bpe_trainer.train_merges({b"ab": 1}, bpe_trainer.MAX_TOKENS)
 
 
 def test_compression_within_one_percent_of_hugging_face(shakespeare):

@@ -5,13 +5,15 @@
   and ``load`` (``Tokenizer.load`` reads a file of any kind).
 * :class:`CharTokenizer` — one id per character (nanoGPT's ``shakespeare_char``).
 * :class:`BPETokenizer` — byte-level BPE as in GPT-2/GPT-4/SmolLM2: fast incremental training,
-  cached encoding, special tokens, streaming, JSON files, pretrained vocabularies from GGUF.
+  cached encoding, special tokens, streaming, JSON files, pretrained vocabularies from GGUF; its
+  training is :mod:`companion.tokenizers.bpe_trainer`.
 * :class:`WordPieceTokenizer` — BERT's WordPiece: basic tokenization, greedy longest-match-first with
   ``##`` continuations and ``[UNK]``; likelihood-scored training; BERT ``vocab.txt`` files as well as
   the interface's JSON.
 * :class:`UnigramTokenizer` — the Unigram language-model tokenizer of SentencePiece: EM training
   with pruning, Viterbi segmentation, sampling (subword regularization); pieces and scores
-  read from SentencePiece, saved and loaded exactly.
+  read from SentencePiece, saved and loaded exactly; its training is
+  :mod:`companion.tokenizers.unigram_trainer`.
 * :mod:`companion.tokenizers.pretokenize` — regex, BERT and SentencePiece pre-tokenization.
 * :mod:`companion.tokenizers.naive` — the short teaching versions the chapter derives.
 """

@@ -18,7 +18,8 @@ from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from itertools import pairwise
 
-from companion.tokenizers.bpe import BPETokenizer, count_words
+from companion.tokenizers.bpe import BPETokenizer
+from companion.tokenizers.bpe_trainer import count_words
 from companion.tokenizers.pretokenize import GPT2_PATTERN
 
 __all__ = [

@@ -41,6 +41,7 @@ __all__ = [
     "sp_denormalize",
     "sp_normalize",
     "sp_split",
+    "special_token_regex",
 ]
 
 #: The pre-tokenization regex of GPT-2 (Radford et al., 2019) — contractions, letters with an optional
@@ -375,3 +376,12 @@ def sp_split(normalized: str) -> list[str]:
     """
     first, *rest = normalized.split(SPACE_SYMBOL)
     return ([first] if first else []) + [SPACE_SYMBOL + part for part in rest]
+
+
+def special_token_regex(special_tokens: Iterable[str]) -> regex.Pattern | None:
+    """A regex that matches any of ``special_tokens`` (a capturing group, longest first), or None
+    when there are none: what cuts special tokens out of a text before pre-tokenization."""
+    tokens = sorted(set(special_tokens), key=len, reverse=True)  # longest first: "<|a|b|>" before "<|a"
+    if not tokens:
+        return None
+    return regex.compile("(" + "|".join(regex.escape(t) for t in tokens) + ")")

@@ -322,7 +322,8 @@ class LargestPairTieBPE(ByteLevelBPE):
     """Trains with the naive trainer but breaks ties towards the largest pair."""
 
     def train(self, corpus, vocab_size):
-        from companion.tokenizers.bpe import BPETokenizer, count_words
+        from companion.tokenizers.bpe import BPETokenizer
+        from companion.tokenizers.bpe_trainer import count_words
         from companion.tokenizers.pretokenize import GPT2_PATTERN
 
         words = {
