@@ -306,7 +306,7 @@ def generate(
         idx: ``(B, T)`` or ``(T,)`` prompt ids.
         max_new_tokens: the most tokens to add.
         temperature: 0 for greedy, else sample from ``softmax(processed logits)``.
-        top_k, top_p, min_p, repetition_penalty: see :func:`process_logits` (None: off).
+        top_k, top_p, min_p, repetition_penalty: see :func:`~companion.sampling.process_logits` (None: off).
         stop_tokens: an id or ids that end a row.
         pad_token_id: filler after a row has stopped.
         generator: a seeded ``torch.Generator`` for reproducible sampling.
