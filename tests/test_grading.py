@@ -51,7 +51,7 @@ def test_registry_is_exactly_the_chapters_exercises():
 @pytest.mark.parametrize("exercise_id", IDS)
 def test_reference_passes_every_check(exercise_id):
     ex = get_exercise(exercise_id)
-    report = run_checks(ex, *ex.references)
+    report = run_checks(ex, *ex.references, allow_reference=True)
     assert report.ok, str(report)
     assert report.passed == len(ex.checks)
 
@@ -65,7 +65,7 @@ def _proof(ex, mutants: list[tuple]) -> tuple[dict[str, list[str]], list[str]]:
     caught_by, problems = {}, []
     for i, mutant in enumerate(mutants, 1):
         name = f"{i}: " + " + ".join(m.__name__ for m in mutant)  # numbered: lambdas share a name
-        report = run_checks(ex, *mutant)
+        report = run_checks(ex, *mutant, allow_reference=True)
         caught_by[name] = [r.name for r in report.results if r.status == "failed"]
         if not report.attempted:
             problems.append(f"{name}: reported as not attempted")
@@ -162,9 +162,97 @@ def test_reports_are_deterministic_for_candidates_that_draw_from_global_generato
 def test_report_text_for_a_passing_solution():
     from companion.nn.masks import combine, padding
 
-    text = str(grade("attention.padding-mask", padding, combine))
-    n = len(get_exercise("attention.padding-mask").checks)
+    ex = get_exercise("attention.padding-mask")
+    text = str(run_checks(ex, padding, combine, allow_reference=True))
+    n = len(ex.checks)
     assert text.splitlines()[0].endswith(f"{n}/{n} checks passed (all checks passed ✓)")
+
+
+def test_handing_in_the_companion_code_is_named_not_graded():
+    from companion.nn.masks import combine, padding
+    from companion.nn.sdpa import scaled_dot_product_attention
+    from companion.sampling import apply_temperature, sample, top_p_filter
+
+    report = grade("attention.padding-mask", padding, combine)
+    assert not report.ok and report.total == 1
+    assert "padding_mask is companion.nn.masks.padding from the companion package" in str(report)
+    report = grade("attention.sdpa", scaled_dot_product_attention)
+    assert not report.ok and "companion.nn.sdpa.scaled_dot_product_attention" in str(report)
+    # companion code for some names and the learner's own for the others is graded (the chapters
+    # grade one part at a time that way)
+    from tests.mutants.decoding import top_k_breaking_ties as own_top_k
+
+    report = grade("decoding.sampling-filters", apply_temperature, own_top_k, top_p_filter, sample)
+    assert report.total == len(get_exercise("decoding.sampling-filters").checks) and not report.ok
+    assert "from the companion package" not in str(report)
+
+
+def _sdpa_ok(q, k, v, mask=None, is_causal=False):
+    import torch
+
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    allowed = torch.ones(scores.shape[-2:], dtype=torch.bool)
+    allowed = torch.tril(allowed) if is_causal else allowed
+    allowed = allowed if mask is None else allowed & mask
+    weights = torch.nan_to_num(torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1))
+    return weights @ v, weights
+
+
+def test_a_solution_that_modifies_its_inputs_fails_with_its_own_finding():
+    """Before: a wrong sdpa that zeroes v passed 7/7 (the check's reference then saw the zeros too),
+    and a right one that scales q in place failed 5/7 with mismatch messages."""
+
+    def zeroes_v(q, k, v, mask=None, is_causal=False):
+        v.zero_()
+        return _sdpa_ok(q, k, v, mask, is_causal)
+
+    def scales_q(q, k, v, mask=None, is_causal=False):
+        q.mul_(0.5)
+        return _sdpa_ok(q * 2, k, v, mask, is_causal)
+
+    assert grade("attention.sdpa", _sdpa_ok).ok
+    for candidate, name in ((zeroes_v, "v"), (scales_q, "q")):
+        report = grade("attention.sdpa", candidate)
+        assert report.passed == 0, str(report)
+        assert all(f"modified its input `{name}` in place" in r.message for r in report.results)
+
+    from companion.sampling import apply_temperature as reference
+
+    def temperature_in_place(logits, temperature):
+        return logits.div_(temperature)
+
+    def temperature_right(logits, temperature):
+        return logits / temperature
+
+    from companion.sampling import sample, top_k_filter, top_p_filter
+
+    ex = get_exercise("decoding.sampling-filters")
+    others = (top_k_filter, top_p_filter, sample)
+    wrong = run_checks(ex, temperature_in_place, *others, allow_reference=True)
+    assert any("modified its input `logits` in place" in r.message for r in wrong.results)
+    right = run_checks(ex, temperature_right, *others, allow_reference=True)
+    assert right.ok, str(right)
+    assert run_checks(ex, reference, *others, allow_reference=True).ok
+
+
+def test_exiting_or_interrupting_in_a_check_is_never_success():
+    def exits(q, k, v, mask=None, is_causal=False):
+        raise SystemExit(0)
+
+    report = grade("attention.sdpa", exits)
+    assert not report.ok and report.passed == 0
+    assert "called sys.exit(0)" in report.results[0].message
+
+    calls = []
+
+    def interrupted(q, k, v, mask=None, is_causal=False):
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    report = grade("attention.sdpa", interrupted)
+    assert not report.ok and len(calls) == 1  # the first interrupt stops the grading
+    assert "interrupted" in report.results[0].message
+    assert all(r.message == "not run: grading was interrupted" for r in report.results[1:])
 
 
 def test_wrong_number_of_candidates_is_a_clear_error():
@@ -224,3 +312,93 @@ def test_cli_check_exit_codes(tmp_path: Path):
     assert absent.returncode == 2 and "does not define sdpa" in absent.stderr
     unknown = _cli("check", "attention.nope", str(good))
     assert unknown.returncode == 2
+
+
+def _check_file(tmp_path: Path, code: str, *extra: str, exercise: str = "attention.sdpa") -> tuple:
+    path = tmp_path / "solution.py"
+    path.write_text(textwrap.dedent(code), encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-m", "companion.grading", "check", exercise, str(path), *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    return out.returncode, out.stdout + out.stderr
+
+
+GOOD = """
+from tests.test_grading import _sdpa_ok
+
+def sdpa(q, k, v, mask=None, is_causal=False):
+    return _sdpa_ok(q, k, v, mask, is_causal)
+"""
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "says"),
+    [
+        ("import sys\nsys.exit(0)\n", 2, "called sys.exit(0) while being imported; no check ran"),
+        ("import os\nos._exit(0)\n", 2, "ended the grading process (exit code 0) while being imported"),
+        (GOOD + "\ndef sdpa(*args, **kwargs):\n    import sys; sys.exit(0)\n", 1, "called sys.exit(0)"),
+        (GOOD + "\ndef sdpa(*args, **kwargs):\n    import os; os._exit(0)\n", 1, "ended the grading process"),
+        (
+            "from companion.nn.sdpa import scaled_dot_product_attention as sdpa\n",
+            1,
+            "from the companion package",
+        ),
+        (
+            "import companion.grading.exercises.attention as a\na.expect_close = lambda *x, **k: None\n"
+            + GOOD,
+            1,
+            "replaced companion.grading.exercises.attention.expect_close while being imported",
+        ),
+        (
+            "import torch\ntorch.allclose = lambda *a, **k: True\n" + GOOD,
+            1,
+            "replaced torch.allclose",
+        ),
+        ("raise RuntimeError('boom')\n", 2, "could not import"),
+    ],
+    ids=[
+        "exit-at-import",
+        "os-exit-at-import",
+        "exit-in-check",
+        "os-exit-in-check",
+        "the-reference",
+        "patch-the-grader",
+        "patch-torch",
+        "crash-at-import",
+    ],
+)
+def test_cli_only_a_completed_report_exits_0(tmp_path: Path, code: str, status: int, says: str):
+    """Before: each of these made `check` exit 0 (sys.exit, os._exit), or pass every check (the
+    reference, a patched grader)."""
+    returncode, text = _check_file(tmp_path, code)
+    assert returncode == status, text
+    assert says in text, text
+
+
+def test_cli_times_out_a_check_and_goes_on(tmp_path: Path):
+    """Before: an infinite loop hung `check` forever. Only the first call loops; the child is killed
+    after the timeout and the remaining checks run in a fresh process and pass."""
+    code = GOOD.replace(
+        "def sdpa(",
+        "import os\nMARK = os.path.join(os.path.dirname(__file__), 'looped')\n\ndef sdpa(",
+    ).replace(
+        "    return _sdpa_ok",
+        "    if not os.path.exists(MARK):\n        open(MARK, 'w').close()\n"
+        "        while True:\n            pass\n    return _sdpa_ok",
+    )
+    returncode, text = _check_file(tmp_path, code, "--timeout", "3")
+    n = len(get_exercise("attention.sdpa").checks)
+    assert returncode == 1, text
+    assert f"{n - 1}/{n} checks passed" in text and "did not finish within 3 s" in text
+
+
+def test_cli_bounds_what_the_solution_prints(tmp_path: Path):
+    code = GOOD.replace("    return _sdpa_ok", "    print('x' * 100_000)\n    return _sdpa_ok")
+    returncode, text = _check_file(tmp_path, code)
+    assert returncode == 0, text[:2000]
+    assert "Your solution printed (4,000 characters, " in text and "more not shown" in text
+    assert len(text) < 8000

@@ -9,6 +9,11 @@ On the command line::
 
     python -m companion.grading list
     python -m companion.grading check attention.sdpa my_solutions.py   # exit code 0 / 1
+
+A solution file is graded in child processes (:mod:`companion.grading.worker`): exiting, hanging or
+patching the grader there cannot make ``check`` report success. Every candidate function receives
+copies of its inputs (modifying one is a failed check of its own), and handing in only the companion's
+own code is named as such instead of graded (:mod:`companion.grading.report`).
 """
 
 from companion.grading.registry import Check, Exercise, all_exercises, get_exercise, register

@@ -41,6 +41,8 @@ class Exercise:
         references: the reference solutions, in the same order (they must pass every check).
         signature: the specification a learner implements (signature and docstring text).
         hint: a nudge printed when a check fails.
+        mutates: the arguments the learner's function is *meant* to modify in place (an optimizer
+            step's parameters); every other argument is handed over as a copy, and modifying it fails.
         checks: filled by the :meth:`check` decorator.
     """
 
@@ -50,6 +52,7 @@ class Exercise:
     references: tuple[Any, ...]
     signature: str
     hint: str = ""
+    mutates: tuple[str, ...] = ()
     checks: list[Check] = field(default_factory=list)
 
     def __post_init__(self) -> None:
