@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,36 @@ def test_checkpoint_of_another_config_is_a_clear_error(tmp_path):
     torch.save({"model": {}}, tmp_path / "foreign.pt")
     with pytest.raises(ValueError, match="not a"):
         load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_resume_refuses_changed_hyperparameters_instead_of_recording_them(tmp_path):
+    """Before: resuming with lr=0.5 trained at the checkpoint's rate (the optimizer's saved state)
+    while the trainer's config, the next checkpoint and --results said 0.5."""
+    first = _trainer()
+    first.fit(4)
+    first.save(tmp_path / "ckpt.pt")
+    for change, shown in [
+        ({"lr": 0.5}, "lr: checkpoint 0.001, model 0.5"),
+        (
+            {"weight_decay": 0.0, "beta2": 0.9},
+            "beta2: checkpoint 0.99, model 0.9; weight_decay: checkpoint 0.1, model 0.0",
+        ),
+        ({"warmup_iters": 3}, "warmup_iters: checkpoint 2, model 3"),
+        ({"batch_size": 2}, "batch_size: checkpoint 4, model 2"),
+    ]:
+        other = _trainer(**change)
+        with pytest.raises(CheckpointMismatchError, match=re.escape(shown)):
+            other.resume(tmp_path / "ckpt.pt")
+        assert other.step == 0 and other.config.to_dict() != first.config.to_dict()
+    # what may change: how long the run goes and how it is watched
+    longer = _trainer(max_iters=12, eval_interval=6, eval_iters=1)
+    longer.resume(tmp_path / "ckpt.pt")
+    assert longer.config.lr_decay_iters == 8  # the saved cosine (max_iters 8) keeps its length: recorded
+    longer.fit()
+    assert longer.step == 12
+    after = [longer.schedule.lr_at(step) for step in range(8, 13)]
+    assert after == pytest.approx([longer.config.min_lr] * 5)
+    assert longer.optimizer.param_groups[0]["lr"] == pytest.approx(longer.config.min_lr)
 
 
 def test_crash_mid_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
@@ -350,6 +381,19 @@ def test_cli_runs_writes_results_and_resumes(tmp_path):
     assert "resumed from" in run.stdout and "at step 4" in run.stdout
     resumed = json.loads((tmp_path / "r.json").read_text())
     assert [e["iter"] for e in resumed["eval"]] == [2, 4, 6]
+    # the record says what ran (the preset fixes the cosine at 2000 steps) and the throughput of the
+    # 2 steps run here, not of all 6
+    assert resumed["train_config"]["max_iters"] == 6 and resumed["train_config"]["lr_decay_iters"] == 2000
+    per_iter = 2 * 8  # batch_size × block_size
+    assert resumed["tokens_per_s"] == pytest.approx(per_iter * 2 / resumed["wall_time_s"], rel=0.1)
+    changed = subprocess.run(
+        [sys.executable, "-m", "companion.train", *more, "--resume", "--lr=0.5"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert changed.returncode == 2 and "lr: checkpoint 0.004, model 0.5" in changed.stderr, changed.stderr
+    assert json.loads((tmp_path / "r.json").read_text()) == resumed  # nothing recorded
     bad = subprocess.run(
         [sys.executable, "-m", "companion.train", "--nope=3"], capture_output=True, text=True, cwd=ROOT
     )

@@ -2,10 +2,11 @@
 scaling experiment (the Scaling-laws chapter's grid, its data-repetition runs and exercise).
 
 Every run builds a GPT (:class:`companion.models.gpt.GPT`) of width ``d`` (``n_layer`` layers, heads
-of width ``head_dim``) and trains it for ``D`` tokens with the library's :class:`~companion.train.trainer.Trainer`
-— random blocks, AdamW, linear warm-up and a cosine decay that ends with the run (Hoffmann et al.
-(2022) showed that a schedule longer than the run makes short runs look worse, one reason for the
-Kaplan–Chinchilla disagreement) — and returns the mean cross-entropy (nats per token) on held-out text.
+of width ``head_dim``) and trains it for ``D`` tokens with the library's
+:class:`~companion.train.trainer.Trainer` — random blocks, AdamW, linear warm-up and a cosine decay
+that ends with the run (Hoffmann et al. (2022) showed that a schedule longer than the run makes short
+runs look worse, one reason for the Kaplan–Chinchilla disagreement) — and returns the mean
+cross-entropy (nats per token) on held-out text.
 
 * :func:`train_lm` — one run on random blocks of a training split; :func:`train_on_stream` — one
   epoch over a given stream.

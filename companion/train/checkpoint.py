@@ -25,13 +25,19 @@ from torch import nn
 
 from companion.files import atomic_open
 
-__all__ = ["CheckpointMismatchError", "config_diff", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CheckpointMismatchError",
+    "check_model_config",
+    "config_diff",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 FORMAT = "llm-foundations/checkpoint-v1"
 
 
 class CheckpointMismatchError(ValueError):
-    """The checkpoint was saved for a model with a different configuration."""
+    """The checkpoint was saved for a model (or a training run) with a different configuration."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -71,6 +77,19 @@ def _model_config(model: nn.Module) -> dict[str, Any] | None:
     return config.to_dict() if hasattr(config, "to_dict") else None
 
 
+def check_model_config(state: dict[str, Any], model: nn.Module, path: str | Path = "checkpoint") -> None:
+    """Raise :class:`CheckpointMismatchError` listing every field in which ``model.config`` differs
+    from the checkpoint's ``"model_config"`` (nothing to check when either is absent)."""
+    current = _model_config(model)
+    saved = state.get("model_config")
+    if current is not None and saved is not None and saved != current:
+        diff = "; ".join(config_diff(saved, current))
+        raise CheckpointMismatchError(
+            f"path: {str(path)!r} was saved for a different model configuration ({diff}); "
+            "build the model with the checkpoint's config (GPT.from_config(state['model_config']))"
+        )
+
+
 def load_checkpoint(
     path: str | Path,
     model: torch.nn.Module | None = None,
@@ -102,14 +121,7 @@ def load_checkpoint(
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"path: {str(path)!r} is not a {FORMAT} checkpoint")
     if model is not None:
-        current = _model_config(model)
-        saved = state.get("model_config")
-        if current is not None and saved is not None and saved != current:
-            diff = "; ".join(config_diff(saved, current))
-            raise CheckpointMismatchError(
-                f"path: {str(path)!r} was saved for a different model configuration ({diff}); "
-                "build the model with the checkpoint's config (GPT.from_config(state['model_config']))"
-            )
+        check_model_config(state, model, path)
         model.load_state_dict(state["model"])
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])

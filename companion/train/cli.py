@@ -127,9 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out_dir or f"out/{args.config}")
     ckpt = out_dir / "ckpt.pt"
     if args.resume:
-        trainer.resume(ckpt)
+        try:
+            trainer.resume(ckpt)
+        except (FileNotFoundError, ValueError) as exc:  # CheckpointMismatchError is a ValueError
+            parser.error(f"--resume: {exc}")
+        train_cfg = trainer.config  # what the run really uses (a longer run keeps the saved cosine)
         if rank == 0:
             print(f"resumed from {ckpt} at step {trainer.step}")
+    start_step = trainer.step
     if rank == 0:
         n = model.num_parameters()
         print(f"{args.config}: {n:,} parameters, {trainer.tokens_per_iter:,} tokens/iter, device {device}, "
@@ -193,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             },
             "eval": trainer.history["eval"],
             "wall_time_s": round(wall, 1),
-            "tokens_per_s": round(trainer.tokens_per_iter * train_cfg.max_iters / wall, 1),
+            # the steps this process ran (after --resume, not the ones before it)
+            "tokens_per_s": round(trainer.tokens_per_iter * (trainer.step - start_step) / wall, 1),
             "samples": samples,
             "versions": {"python": platform.python_version(), "torch": torch.__version__},
         }

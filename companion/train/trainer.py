@@ -41,12 +41,23 @@ from torch import nn
 
 from companion._validate import check_positive_int
 from companion.optim import AdamW, WarmupCosine
-from companion.train.checkpoint import load_checkpoint, save_checkpoint
+from companion.train.checkpoint import (
+    CheckpointMismatchError,
+    check_model_config,
+    config_diff,
+    load_checkpoint,
+    save_checkpoint,
+)
 from companion.train.data import random_blocks
 
 __all__ = ["TrainConfig", "Trainer", "param_groups"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+#: TrainConfig fields a resumed run may change: how it is watched and compiled, and how long it runs.
+RESUME_SAFE = frozenset(
+    {"max_iters", "eval_interval", "eval_iters", "progress", "compile", "fused_optimizer"}
+)
 
 
 @dataclass
@@ -404,9 +415,34 @@ class Trainer:
     def resume(self, path: str | Path) -> dict[str, Any]:
         """Load a checkpoint written by :meth:`save` and continue from its step.
 
+        The optimizer (its learning rate, betas, weight decay, ε) and the schedule continue exactly as
+        they were saved, so the run's hyperparameters must be the checkpoint's: a differing one is an
+        error rather than a value that would be recorded but not applied. What may change is how the
+        run is watched and how long it goes (``RESUME_SAFE``): a longer ``max_iters`` keeps the
+        checkpoint's cosine, which is recorded by setting ``lr_decay_iters`` to its length (after it the
+        learning rate stays at ``min_lr``).
+
         Raises:
-            CheckpointMismatchError: if it was saved for a differently configured model.
+            CheckpointMismatchError: if it was saved for a differently configured model, or with
+                different training hyperparameters (every difference is listed).
         """
-        state = load_checkpoint(path, self.raw_model, map_location=self.device)
+        state = load_checkpoint(path, None, map_location=self.device)
+        check_model_config(state, self.raw_model, path)
+        saved = state.get("train_config")
+        if saved is not None:
+            current = self.config.to_dict()
+            differing = {k for k in saved.keys() & current.keys() if saved[k] != current[k]} - RESUME_SAFE
+            if differing:
+                diff = "; ".join(d for d in config_diff(saved, current) if d.split(":")[0] in differing)
+                raise CheckpointMismatchError(
+                    f"path: {str(path)!r} was saved with other training hyperparameters ({diff}); a resumed "
+                    "run continues the checkpoint's optimizer and schedule, so pass the checkpoint's values, "
+                    "or start a new run in another directory"
+                )
+            decay = saved["lr_decay_iters"] or saved["max_iters"]
+            if self.config.decay_iters != decay:  # a longer (or shorter) run: the cosine keeps its length
+                # (the schedule object itself is restored with the scheduler's state below)
+                self.config = dataclasses.replace(self.config, lr_decay_iters=decay)
+        self.raw_model.load_state_dict(state["model"])
         self.load_state_dict(state)
         return state
