@@ -278,4 +278,5 @@ ATTENTION_KERNELS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor | No
     "explicit": explicit_attention,
     "sdpa": sdpa_attention,
 }
-"""The kernels :class:`~companion.nn.attention.GroupedQueryAttention` chooses by name (``kernel="explicit"`` or ``"sdpa"``)."""
+"""The kernels :class:`~companion.nn.attention.GroupedQueryAttention` chooses by name
+(``kernel="explicit"`` or ``"sdpa"``)."""
