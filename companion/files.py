@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -26,7 +27,15 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["RESULTS_URL", "atomic_open", "committed_result", "config_hash", "provenance", "write_json"]
+__all__ = [
+    "RESULTS_URL",
+    "atomic_open",
+    "committed_result",
+    "config_hash",
+    "provenance",
+    "remove_orphans",
+    "write_json",
+]
 
 #: Where the committed results live in the book's repository (``project.urls`` of ``pyproject.toml``).
 RESULTS_URL = "https://raw.githubusercontent.com/llm-foundations/llm-foundations/main/experiments/results/"
@@ -69,6 +78,22 @@ def atomic_open(path: str | Path, mode: str = "w", *, encoding: str | None = "ut
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def remove_orphans(path: str | Path) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_open` left beside ``path`` when its process was
+    killed mid-write (``.<name>.<random>.tmp``); return what was removed.
+
+    Call it where one process owns ``path`` — at the start of a run, before its first save — never
+    while another process may be writing the same file.
+    """
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
 
 
 def write_json(record: Any, path: str | Path) -> None:

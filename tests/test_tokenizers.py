@@ -442,12 +442,25 @@ def test_wordpiece_frequency_criterion_behaves_like_hugging_faces_trainer(shakes
         WordPieceTokenizer.train("abc", 10, criterion="pmi")
 
 
-def test_wordpiece_train_save_load(tmp_path, shakespeare):
+def test_wordpiece_train_save_load(tmp_path, shakespeare, monkeypatch):
     tok = WordPieceTokenizer.train(shakespeare[:30_000], 400)
     assert tok.vocab_size == 400 and tok.ids_to_tokens[1] == "[UNK]"
     tok.save_vocab(tmp_path / "vocab.txt")
     again = WordPieceTokenizer.from_vocab_file(tmp_path / "vocab.txt")
     assert again.encode("Romeo and Juliet") == tok.encode("Romeo and Juliet")
+    # a save that fails on the disk (here: fsync on a full disk) leaves the old file whole
+    before = (tmp_path / "vocab.txt").read_bytes()
+    bigger = WordPieceTokenizer.train(shakespeare[:30_000], 500)
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        bigger.save_vocab(tmp_path / "vocab.txt")
+    monkeypatch.undo()
+    assert (tmp_path / "vocab.txt").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["vocab.txt"]
 
 
 # --------------------------------------------------------------------------------------------------

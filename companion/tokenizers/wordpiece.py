@@ -31,6 +31,7 @@ from typing import Any
 
 import regex
 
+from companion.files import atomic_open
 from companion.tokenizers.base import Tokenizer
 from companion.tokenizers.pretokenize import bert_basic_tokenize
 
@@ -382,7 +383,8 @@ class WordPieceTokenizer(Tokenizer):
     def save_vocab(self, path: str | Path) -> None:
         """Write ``vocab.txt`` (one token per line, in id order)."""
         ordered = [self.ids_to_tokens[i] for i in sorted(self.ids_to_tokens)]
-        Path(path).write_text("\n".join(ordered) + "\n", encoding="utf-8")
+        with atomic_open(path) as f:  # an interrupted save leaves the old file, never half a vocabulary
+            f.write("\n".join(ordered) + "\n")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready description :meth:`~companion.tokenizers.base.Tokenizer.save` writes: the vocabulary

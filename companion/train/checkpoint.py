@@ -11,12 +11,19 @@ CPU exactly (GPU kernels may use non-deterministic reductions).
 it to disk and renames it over the target with ``os.replace``, which is atomic on POSIX and Windows:
 a crash in the middle of writing leaves the previous checkpoint untouched, never a truncated file.
 
+**Integrity.** The state is serialized once, its sha256 recorded beside it, and the digest checked on
+every load: a file whose bytes changed on disk (a flipped bit, a truncated copy) is refused with an
+error naming it, instead of resuming with damaged optimizer state.
+
 Files are read with ``torch.load(weights_only=True)``: they hold only tensors, numbers, strings and
 containers, so loading one cannot execute code.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +40,8 @@ __all__ = [
     "save_checkpoint",
 ]
 
-FORMAT = "llm-foundations/checkpoint-v1"
+FORMAT = "llm-foundations/checkpoint-v2"
+_FORMAT_V1 = "llm-foundations/checkpoint-v1"  # the state itself, no checksum (read with a warning)
 
 
 class CheckpointMismatchError(ValueError):
@@ -54,8 +62,16 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     if not isinstance(state, dict):
         raise TypeError(f"state: expected a dict, got {type(state).__name__}")
     path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    record = {
+        "format": FORMAT,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+    }
     with atomic_open(path, "wb") as f:
-        torch.save({"format": FORMAT, **state}, f)
+        torch.save(record, f)
     return path
 
 
@@ -117,8 +133,28 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: no checkpoint at {str(path)!r}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or overwritten file fails inside torch's reader
+        raise ValueError(
+            f"path: {str(path)!r} is damaged or not a checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
+    if isinstance(record, dict) and record.get("format") == _FORMAT_V1:
+        warnings.warn(
+            f"{path}: a checkpoint-v1 file, which carries no checksum: read unverified", stacklevel=2
+        )
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    elif isinstance(record, dict) and record.get("format") == FORMAT:
+        payload = record["payload"].numpy().tobytes()
+        digest = hashlib.sha256(payload).hexdigest()
+        if digest != record.get("sha256"):
+            raise ValueError(
+                f"path: {str(path)!r} is corrupted: the sha256 of its contents is {digest[:16]}…, the "
+                f"checkpoint recorded {str(record.get('sha256'))[:16]}…; resume from another checkpoint"
+            )
+        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+        state["format"] = FORMAT
+    else:
         raise ValueError(f"path: {str(path)!r} is not a {FORMAT} checkpoint")
     if model is not None:
         check_model_config(state, model, path)

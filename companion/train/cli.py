@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import sys
 import time
@@ -28,6 +29,7 @@ from typing import Any
 
 import torch
 
+from companion.files import atomic_open, remove_orphans
 from companion.models.gpt import GPT, GPTConfig
 from companion.train.data import shakespeare
 from companion.train.presets import PRESETS, preset
@@ -64,16 +66,20 @@ def parse_overrides(pairs: list[str], model: GPTConfig, train: TrainConfig) -> t
         key, sep, value = pair.lstrip("-").partition("=")
         if not sep:
             raise ValueError(f"override {pair!r}: expected --key=value")
-        if key in model_fields:
-            f = model_fields[key]
-            m_changes[key] = _convert(value, getattr(model, key), f.type)
-        elif key in train_fields:
-            f = train_fields[key]
-            t_changes[key] = _convert(value, getattr(train, key), f.type)
+        if key in model_fields or key in train_fields:
+            config, changes = (model, m_changes) if key in model_fields else (train, t_changes)
+            field_type = (model_fields if key in model_fields else train_fields)[key].type
+            try:
+                changes[key] = _convert(value, getattr(config, key), field_type)
+            except ValueError as exc:
+                raise ValueError(f"--{key}: expected {field_type}, got {value!r} ({exc})") from None
         else:
             known = sorted({*model_fields, *train_fields})
             raise ValueError(f"override {pair!r}: unknown key {key!r}; known keys: {', '.join(known)}")
-    return dataclasses.replace(model, **m_changes), dataclasses.replace(train, **t_changes)
+    try:
+        return dataclasses.replace(model, **m_changes), dataclasses.replace(train, **t_changes)
+    except (TypeError, ValueError) as exc:  # the configurations' own checks, e.g. "lr: expected ..."
+        raise ValueError(f"--{exc}") from None
 
 
 def _sample(model: GPT, tokenizer: Any, prompt: str, n: int, seed: int) -> str:
@@ -81,6 +87,48 @@ def _sample(model: GPT, tokenizer: Any, prompt: str, n: int, seed: int) -> str:
     gen = torch.Generator(device=ids.device).manual_seed(seed)
     out = model.generate(ids, n, temperature=0.8, top_k=40, generator=gen, crop=True)
     return tokenizer.decode(out[0].tolist())
+
+
+def _check_arguments(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    rest: list[str],
+    train_cfg: TrainConfig,
+    out_dir: Path,
+    ckpt: Path,
+) -> None:
+    """Every command-line mistake is a usage error naming its flag, before the run starts (not a
+    traceback, and not after a whole run)."""
+    from companion.device import resolve_device
+
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads: expected a positive int, got {args.threads}")
+    if args.final_eval_iters < 0:
+        parser.error(
+            f"--final_eval_iters: expected an int >= 0 (0: no final evaluation), got {args.final_eval_iters}"
+        )
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        parser.error(f"--{exc}")
+    if args.results is not None:
+        results = Path(args.results)
+        if results.is_dir():
+            parser.error(f"--results: {results} is a directory; expected a file name such as run.json")
+        parent = next((p for p in results.absolute().parents if p.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+            parser.error(f"--results: cannot create {results} (no writable folder above it)")
+        if train_cfg.eval_interval == 0:
+            parser.error("--results: records the evaluations, so --eval_interval must be > 0 (it is 0)")
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite: choose one")
+    if args.resume and not ckpt.is_file():
+        parser.error(f"--resume: no checkpoint at {ckpt}")
+    if not args.resume and not args.overwrite and ckpt.exists():
+        parser.error(
+            f"--out_dir: {out_dir} already holds a checkpoint (ckpt.pt); pass --resume to continue it, "
+            "--overwrite to start over, or another --out_dir"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out_dir", default=None, help="checkpoint directory (default out/<config>)")
     parser.add_argument("--resume", action="store_true", help="continue from <out_dir>/ckpt.pt")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="start afresh even if <out_dir> holds a checkpoint"
+    )
     parser.add_argument("--results", default=None, help="write a JSON summary of the run here")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on the CPU")
@@ -112,20 +163,29 @@ def main(argv: list[str] | None = None) -> int:
         model_cfg, train_cfg = parse_overrides(rest, model_cfg, train_cfg)
     except ValueError as exc:
         parser.error(str(exc))
+    out_dir = Path(args.out_dir or f"out/{args.config}")
+    ckpt = out_dir / "ckpt.pt"
+    _check_arguments(parser, args, rest, train_cfg, out_dir, ckpt)  # before any data or training
     if args.threads:
         torch.set_num_threads(args.threads)
     rank, world, device = setup(args.device)
     device = resolve_device(args.device) if world == 1 else device
     data = shakespeare(args.data)
     if data.vocab_size != model_cfg.vocab_size:
+        if any(a.lstrip("-").startswith("vocab_size=") for a in rest):
+            parser.error(
+                f"--vocab_size: the {args.data} tokenizer of tiny Shakespeare has {data.vocab_size} tokens, "
+                f"the model's vocabulary is set from it; got {model_cfg.vocab_size}"
+            )
         model_cfg = dataclasses.replace(model_cfg, vocab_size=data.vocab_size)
+    if rank == 0:
+        remove_orphans(ckpt)  # temporary files of saves killed mid-write in an earlier run
+        remove_orphans(out_dir / "best.pt")
     if args.no_progress:
         train_cfg = dataclasses.replace(train_cfg, progress=False)
     torch.manual_seed(train_cfg.seed)
     model = GPT(model_cfg, device=device)
     trainer = Trainer(model, data.train, data.val, train_cfg, device=device)
-    out_dir = Path(args.out_dir or f"out/{args.config}")
-    ckpt = out_dir / "ckpt.pt"
     if args.resume:
         try:
             trainer.resume(ckpt)
@@ -204,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             "versions": {"python": platform.python_version(), "torch": torch.__version__},
         }
         path = Path(args.results)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        with atomic_open(path) as f:  # a full disk or a kill mid-write leaves the previous file intact
+            f.write(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
         print(f"wrote {path}")
     cleanup()
     return 0

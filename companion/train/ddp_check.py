@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from companion.files import atomic_open
 from companion.train.distributed import free_port
 
 __all__ = ["compare_ddp_to_single", "train_small"]
@@ -162,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     rank, _, _ = setup("cpu")
     result = train_small(args.batch_size, args.steps, args.dtype)
     if rank == 0 and args.out:
-        Path(args.out).write_text(json.dumps(result))
+        with atomic_open(args.out) as f:
+            f.write(json.dumps(result))
     cleanup()
     return 0
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,15 @@ class TrainConfig:
                 f"lr_decay_iters: the cosine must end after the warm-up ({self.warmup_iters} steps), "
                 f"got {self.decay_iters}"
             )
+        for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "eps", "grad_clip"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{name}: expected a finite number, got {v!r}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a number in [0, 1), got {getattr(self, name)!r}")
+        if not self.eps > 0:
+            raise ValueError(f"eps: expected a number > 0, got {self.eps!r}")
         if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
             raise ValueError(
                 f"lr, min_lr: expected 0 <= min_lr <= lr and lr > 0, got {self.lr}, {self.min_lr}"
