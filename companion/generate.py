@@ -16,6 +16,8 @@ logit processors (temperature, top-k, top-p, min-p, repetition penalty) and the 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +75,8 @@ def _call_step(step_fn: StepFn, prefixes: torch.Tensor) -> torch.Tensor:
             f"step_fn: expected a (N, V) tensor of log-probabilities for {prefixes.shape[0]} prefixes, "
             f"got {getattr(out, 'shape', type(out).__name__)}"
         )
+    if bool(torch.isnan(out).any()):  # a NaN score would rank as -inf (or win ties) silently
+        raise ValueError(f"step_fn: the log-probabilities of prefixes of length {prefixes.shape[1]} hold NaN")
     return out.double()
 
 
@@ -203,14 +207,38 @@ def _stop_set(stop_tokens: int | Iterable[int] | None) -> list[int]:
 
 
 def _next_logits(model: Any, seqs: torch.Tensor, cache: Any, new: torch.Tensor) -> torch.Tensor:
-    """Next-token logits ``(B, V)``: feed only ``new`` with a cache, else the whole (cropped) context."""
+    """Next-token logits ``(B, V)``: feed only ``new`` with a cache, else the whole (cropped) context.
+
+    Raises:
+        ValueError: if the model returns NaN logits (argmax would silently pick token 0).
+    """
     if cache is not None:
         logits, _ = model(new, kv_cache=cache)
     else:
         block = getattr(model.config, "block_size", None)
         ctx = seqs if block is None else seqs[:, -block:]  # without a cache: crop to the context window
         logits, _ = model(ctx)
-    return logits[:, -1, :].float()
+    last = logits[:, -1, :].float()
+    if bool(torch.isnan(last).any()):
+        rows = torch.isnan(last).any(dim=-1).nonzero().flatten().tolist()
+        raise ValueError(
+            f"model: the next-token logits of row(s) {rows} at position {seqs.shape[1]} contain NaN (NaN or "
+            "inf in the weights or activations); no token can be chosen"
+        )
+    return last
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """Decode with dropout off (``model.eval()``), and give the model back in the caller's mode."""
+    was_training = getattr(model, "training", None)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        yield
+    finally:
+        if isinstance(model, torch.nn.Module) and was_training:
+            model.train()
 
 
 @torch.inference_mode()  # faster than no_grad (no version counters); results leave as plain tensors
@@ -257,24 +285,25 @@ def _decode_steps(
     done = torch.zeros(b, dtype=torch.bool, device=idx.device)
     stop_ids = torch.tensor(stops, device=idx.device)
     new = idx
-    for _ in range(max_new_tokens):
-        logits = _next_logits(model, seqs, cache, new)
-        logits = process_logits(
-            logits, seqs, temperature=1.0 if t == 0 else t, top_k=top_k, top_p=top_p, min_p=min_p,
-            repetition_penalty=repetition_penalty,
-        )  # fmt: skip
-        if t == 0:
-            nxt = logits.argmax(dim=-1)
-        else:
-            nxt = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
-        if stops:  # without stop tokens no row ever finishes: skip the bookkeeping
-            nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
-            done = done | torch.isin(nxt, stop_ids)
-        seqs = torch.cat([seqs, nxt[:, None]], dim=1)
-        new = nxt[:, None]
-        yield nxt
-        if stops and bool(done.all()):
-            return
+    with _eval_mode(model):  # no dropout while decoding; the caller's mode afterwards
+        for _ in range(max_new_tokens):
+            logits = _next_logits(model, seqs, cache, new)
+            logits = process_logits(
+                logits, seqs, temperature=1.0 if t == 0 else t, top_k=top_k, top_p=top_p, min_p=min_p,
+                repetition_penalty=repetition_penalty,
+            )  # fmt: skip
+            if t == 0:
+                nxt = logits.argmax(dim=-1)
+            else:
+                nxt = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
+            if stops:  # without stop tokens no row ever finishes: skip the bookkeeping
+                nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+                done = done | torch.isin(nxt, stop_ids)
+            seqs = torch.cat([seqs, nxt[:, None]], dim=1)
+            new = nxt[:, None]
+            yield nxt
+            if stops and bool(done.all()):
+                return
 
 
 def generate(
@@ -360,6 +389,18 @@ def stream(model: Any, idx: torch.Tensor, max_new_tokens: int, **kwargs: Any) ->
         yield int(nxt[0])
 
 
+def _decodes_in_eval_mode(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn(model, ...)`` inside :func:`_eval_mode` (for the functions that return, not yield)."""
+
+    @functools.wraps(fn)
+    def wrapper(model: Any, *args: Any, **kwargs: Any) -> Any:
+        with _eval_mode(model):
+            return fn(model, *args, **kwargs)
+
+    return wrapper
+
+
+@_decodes_in_eval_mode
 @torch.no_grad()
 def beam_search_generate(
     model: Any,

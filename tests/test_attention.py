@@ -619,6 +619,29 @@ def test_dropout_out_of_range_raises(p):
 # --------------------------------------------------------------------------------------------------
 
 
+def test_sdpa_refuses_masks_and_scales_it_would_misread():
+    """Before: an integer 0/1 causal mask was added to the scores, leaking ~9% of the weight to future
+    tokens; NaN or +inf in an additive mask and a NaN scale went through."""
+    q, k, v = _qkv(seed=47)
+    t_q, t_k = q.shape[-2], k.shape[-2]
+    causal_01 = torch.ones(t_q, t_k, dtype=torch.long).tril()
+    for bad in (causal_01, causal_01.int(), causal_01.to(torch.uint8)):
+        with pytest.raises(TypeError, match=r"mask: expected a bool mask .* use mask\.bool\(\)"):
+            scaled_dot_product_attention(q, k, v, mask=bad)
+    out, w = scaled_dot_product_attention(q, k, v, mask=causal_01.bool())  # the fix the message names
+    assert float(w.triu(1).abs().max()) == 0.0
+    for value in (float("nan"), float("inf")):
+        bias = torch.zeros(t_q, t_k)
+        bias[0, 0] = value
+        with pytest.raises(ValueError, match="not NaN or \\+inf"):
+            scaled_dot_product_attention(q, k, v, mask=bias)
+    minus_inf = torch.zeros(t_q, t_k).masked_fill(causal_01 == 0, float("-inf"))
+    torch.testing.assert_close(scaled_dot_product_attention(q, k, v, mask=minus_inf)[0], out)
+    for scale in (float("nan"), float("inf"), "0.5", True):
+        with pytest.raises(ValueError, match="scale"):
+            scaled_dot_product_attention(q, k, v, scale=scale)
+
+
 def test_sdpa_errors_name_the_argument():
     q, k, v = _qkv(seed=46)
     with pytest.raises(TypeError, match="q"):

@@ -530,3 +530,57 @@ def test_decoding_leaves_no_inference_tensors_in_the_model():
     step = torch.compile(lambda x: model(x[:, :-1], x[:, 1:])[1], backend="aot_eager")
     step(torch.randint(0, 40, (2, 9))).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+# --------------------------------------------------------------------------------------------------
+# nothing silently wrong: training mode, NaN
+# --------------------------------------------------------------------------------------------------
+
+
+def test_decoding_a_model_left_in_training_mode_is_deterministic_and_restores_the_mode():
+    """Before: greedy decoding after training with dropout was random (the model stayed in train mode)."""
+    _ = torch.manual_seed(3)
+    model = GPT(GPTConfig(vocab_size=40, block_size=64, n_layer=2, n_head=2, n_embd=32, dropout=0.5))
+    prompt = torch.tensor([[1, 2, 3]])
+    model.eval()
+    want = generate(model, prompt, 12)
+    want_beam = beam_search_generate(model, prompt, 3, 8)[0]
+    model.train()
+    for _ in range(3):
+        assert torch.equal(generate(model, prompt, 12), want)
+        assert torch.equal(torch.tensor(list(stream(model, prompt, 12)))[None], want[:, 3:])
+        assert torch.equal(beam_search_generate(model, prompt, 3, 8)[0], want_beam)
+        assert model.training  # handed back in the caller's mode
+    model.eval()
+    generate(model, prompt, 2)
+    assert not model.training
+    model.train()
+    assert torch.equal(model.generate(prompt, 12), want)  # GPT's own minimal decoder too
+
+
+def test_nan_logits_raise_instead_of_choosing_token_zero(small_gpt):
+    """Before: NaN logits became argmax 0 in generate, and NaN log-probs became -inf beam scores."""
+    import copy
+
+    broken = copy.deepcopy(small_gpt)
+    with torch.no_grad():
+        broken.lm_head.weight[5, 0] = float("nan")
+    prompt = torch.tensor([[1, 2, 3]])
+    for call in (
+        lambda: generate(broken, prompt, 4),
+        lambda: generate(broken, prompt, 4, temperature=1.0, use_cache=False),
+        lambda: beam_search_generate(broken, prompt, 2, 4),
+        lambda: broken.generate(prompt, 4),
+    ):
+        with pytest.raises(ValueError, match="NaN"):
+            call()
+
+    def nan_step(prefixes):
+        out = torch.log_softmax(torch.zeros(prefixes.shape[0], 5), dim=-1)
+        out[:, 2] = float("nan")
+        return out
+
+    with pytest.raises(ValueError, match=r"step_fn: .* NaN"):
+        greedy(nan_step, bos=0, max_len=3)
+    with pytest.raises(ValueError, match=r"step_fn: .* NaN"):
+        beam_search(nan_step, 0, 2, 3)

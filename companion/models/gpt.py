@@ -670,6 +670,8 @@ def _pick(
     logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
 ) -> torch.Tensor:
     """Next token ``(B, 1)`` from last-position logits ``(B, V)``: argmax, or a sample."""
+    if bool(torch.isnan(logits).any()):  # argmax would silently pick token 0
+        raise ValueError("model: the next-token logits contain NaN (NaN or inf in weights or activations)")
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits / temperature

@@ -119,11 +119,24 @@ def scaled_dot_product_attention(
         )
     check_probability("dropout_p", dropout_p)
     d_k = q.shape[-1]
+    if scale is not None and (
+        isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale)
+    ):
+        raise ValueError(f"scale: expected a finite number (or None for 1/sqrt(d_k)), got {scale!r}")
     scale = 1.0 / math.sqrt(d_k) if scale is None else scale
 
     scores = (q @ k.transpose(-2, -1)) * scale  # (..., T_q, T_k)
     if mask is not None:
         check_tensor("mask", mask)
+        # An integer 0/1 mask would be *added* to the scores (blocking nothing); accept only the two
+        # meanings that cannot be confused: bool (True = may attend) or a float bias.
+        if mask.dtype != torch.bool and not mask.is_floating_point():
+            raise TypeError(
+                f"mask: expected a bool mask (True = may attend) or a floating-point bias added to the "
+                f"scores, got dtype {mask.dtype} (for a 0/1 mask use mask.bool())"
+            )
+        if mask.is_floating_point() and bool((torch.isnan(mask) | torch.isposinf(mask)).any()):
+            raise ValueError("mask: an additive mask may hold -inf (blocked) but not NaN or +inf")
         try:
             torch.broadcast_shapes(mask.shape, scores.shape)
         except RuntimeError as exc:
