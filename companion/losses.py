@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from companion._validate import check_positive_int, check_probability, check_tensor
+from companion.nn.positional import PositionOutOfRangeError
 
 __all__ = [
     "binary_cross_entropy_with_logits",
@@ -202,6 +203,8 @@ def cross_entropy(
             raise ValueError(
                 f"weight: expected shape ({n_classes},) (one per class), got {tuple(weight.shape)}"
             )
+        if bool((weight < 0).any()):  # a negative weight turns the loss into a reward
+            raise ValueError(f"weight: class weights must be >= 0, got {weight.tolist()}")
         weight = weight.to(logits.dtype)
     logp = log_softmax(logits, dim=-1)
 
@@ -211,6 +214,8 @@ def cross_entropy(
                 f"target: probability targets must have the logits' shape {tuple(logits.shape)}, "
                 f"got {tuple(target.shape)}"
             )
+        if bool((target < 0).any()) or not bool(torch.isfinite(target).all()):
+            raise ValueError("target: probability targets must be finite and >= 0")
         q = target.to(logits.dtype)
         if eps > 0:
             q = (1.0 - eps) * q + eps / n_classes
@@ -267,6 +272,10 @@ def binary_cross_entropy_with_logits(
         raise ValueError(
             f"target: expected the shape of logits {tuple(logits.shape)}, got {tuple(target.shape)}"
         )
+    if target.is_floating_point() and not bool(((target >= 0) & (target <= 1)).all()):
+        raise ValueError("target: expected probabilities in [0, 1] (soft labels allowed), got values outside")
+    if not target.is_floating_point() and not bool(((target == 0) | (target == 1)).all()):
+        raise ValueError("target: expected 0/1 labels or probabilities in [0, 1], got other values")
     y = target.to(logits.dtype)
     # -log σ(z) = softplus(-z) = log1p(exp(-z)) for z ≥ 0 and -z + log1p(exp(z)) for z < 0: neither
     # exponent is positive, so nothing overflows. Each branch sees only its own sign of z (the other
@@ -493,8 +502,11 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -10
         classes would lose digits).
 
     Raises:
-        ValueError: on mismatched shapes, or when every target is ignored (the mean is undefined; a
-            training loop should not silently learn from an empty batch).
+        ValueError: on mismatched shapes.
+
+    When every target is ignored the loss is ``0.0`` with a zero gradient — the convention of
+    :func:`cross_entropy` and of the whole book (PyTorch gives NaN, 0/0): such a batch teaches nothing
+    and must not poison the run with NaN. (Inside ``torch.compile`` the check is skipped.)
     """
     check_tensor("logits", logits, ndim=3, floating=True)
     check_tensor("targets", targets, ndim=2)
@@ -503,11 +515,11 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -10
             f"targets: expected shape (B, T)={tuple(logits.shape[:2])} to match the logits, "
             f"got {tuple(targets.shape)}"
         )
-    if not torch.compiler.is_compiling() and not bool((targets != ignore_index).any()):
-        raise ValueError("targets: every position is ignore_index; the mean loss is undefined")
     flat = logits.reshape(-1, logits.shape[-1])
     if flat.dtype in (torch.float16, torch.bfloat16):
         flat = flat.float()
+    if not torch.compiler.is_compiling() and not bool((targets != ignore_index).any()):
+        return (flat * 0.0).sum()  # the book's convention (see cross_entropy): 0.0, and a zero gradient
     return F.cross_entropy(flat, targets.reshape(-1), ignore_index=ignore_index)
 
 
@@ -533,8 +545,10 @@ def length_extrapolation(
     Args:
         model: maps ``(B, L)`` ids to ``(B, L, V)`` logits, or to a tuple whose first item they are
             (a :class:`~companion.models.gpt.GPT` returns ``(logits, loss)``); it is put in
-            ``eval()`` mode (no dropout). A model that raises ``ValueError`` for a length it does not
-            support (a learned position table shorter than ``L``) gets ``None`` for that length.
+            ``eval()`` mode (no dropout). A model that raises
+            :class:`~companion.nn.positional.PositionOutOfRangeError` for a length it does not support
+            (a learned position table shorter than ``L``) gets ``None`` for that length; any other
+            error is the model's and propagates.
         ids: ``(N,)`` held-out token ids.
         eval_lens: the lengths ``L`` to evaluate.
         batch_size: windows per forward pass (memory only; results do not depend on it).
@@ -567,8 +581,9 @@ def length_extrapolation(
                 )
                 total += nll.item()
                 count += targets[s : s + batch_size].numel()
-        except ValueError:  # the model cannot represent positions this far: unsupported, not a crash
+        except PositionOutOfRangeError:  # the model has no positions this far: unsupported, not a crash
             results[L] = None
             continue
-        results[L] = math.exp(total / count)
+        mean = total / count
+        results[L] = math.exp(mean) if mean < 709.0 else math.inf  # exp overflows a float past ~709.78
     return results

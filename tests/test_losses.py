@@ -460,7 +460,65 @@ def test_lm_loss_matches_cross_entropy_and_ignores_masked_positions():
     )
     uniform = torch.zeros(1, 3, 11, dtype=torch.float64)
     assert L.perplexity(uniform, torch.zeros(1, 3, dtype=torch.long)).item() == pytest.approx(11.0, rel=1e-12)
-    with pytest.raises(ValueError, match="every position is ignore_index"):
-        L.lm_loss(logits, torch.full((2, 7), -100))
+    all_ignored = torch.full((2, 7), -100)
+    loss = L.lm_loss(logits, all_ignored)  # the book's one convention, as cross_entropy: 0.0
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert loss.item() == 0.0 and float(grad.abs().max()) == 0.0
     with pytest.raises(ValueError, match=r"targets: expected shape \(B, T\)=\(2, 7\)"):
         L.lm_loss(logits, targets[:, :-1])
+
+
+def test_one_convention_for_an_all_ignored_batch():
+    """Before: NaN in GPT.forward, 0.0 in losses.cross_entropy, a ValueError in lm_loss."""
+    from companion.models.gpt import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    ignored = torch.full((2, 4), -100)
+    _, loss = model(torch.zeros(2, 4, dtype=torch.long), ignored)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert all(float(p.grad.abs().max()) == 0.0 for p in model.parameters() if p.grad is not None)
+    logits = torch.randn(8, 10)
+    assert L.cross_entropy(logits, ignored.reshape(-1)).item() == 0.0
+    assert L.lm_loss(logits.reshape(2, 4, 10), ignored).item() == 0.0
+
+
+def test_losses_refuse_targets_and_weights_outside_their_meaning():
+    """Before: BCE accepted target=2.0 (loss log 2 at z = 0), cross-entropy negative soft targets,
+    and negative class weights gave a loss of 0."""
+    z = torch.zeros(3)
+    for bad in (torch.full((3,), 2.0), torch.full((3,), -0.5), torch.tensor([0.0, float("nan"), 1.0])):
+        with pytest.raises(ValueError, match=r"target: expected probabilities in \[0, 1\]"):
+            L.binary_cross_entropy_with_logits(z, bad)
+    with pytest.raises(ValueError, match="0/1 labels"):
+        L.binary_cross_entropy_with_logits(z, torch.tensor([0, 2, 1]))
+    assert L.binary_cross_entropy_with_logits(z, torch.tensor([0, 1, 1])).item() == pytest.approx(math.log(2))
+    logits = torch.randn(4, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="probability targets must be finite and >= 0"):
+        L.cross_entropy(logits, torch.tensor([[1.5, -0.5, 0.0]] * 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="weight: class weights must be >= 0"):
+        L.cross_entropy(logits, torch.tensor([0, 1, 2, 0]), weight=torch.tensor([-1.0, 1.0, 1.0]))
+
+
+def test_length_extrapolation_reports_only_unsupported_lengths_as_none():
+    """Before: any ValueError inside the model (a bug) was reported as "length unsupported"; and a
+    huge loss raised OverflowError instead of giving an infinite perplexity."""
+    from companion.models.gpt import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    ids = torch.randint(0, 10, (65,), generator=torch.Generator().manual_seed(0))
+    out = L.length_extrapolation(model, ids, [8, 16])
+    assert out[16] is None and math.isfinite(out[8])
+
+    def buggy(x):
+        raise ValueError("a bug in the model")
+
+    with pytest.raises(ValueError, match="a bug in the model"):
+        L.length_extrapolation(buggy, ids, [8])
+
+    def confident_and_wrong(x):
+        logits = torch.full((*x.shape, 10), -1e4)
+        logits[..., 0] = 1e4
+        return logits
+
+    assert L.length_extrapolation(confident_and_wrong, torch.ones(65, dtype=torch.long), [8])[8] == math.inf

@@ -688,3 +688,19 @@ def test_loading_the_wrong_kind_or_no_tokenizer_is_a_clear_error(tmp_path):
         Tokenizer.load(tmp_path / "list.json")
     with pytest.raises(ValueError, match="vocab_size: a character tokenizer has one id per character"):
         CharTokenizer.train("abc", vocab_size=4)
+
+
+def test_decode_and_train_refuse_impossible_requests():
+    """Before: CharTokenizer.decode([-1]) returned the last character, and WordPieceTokenizer.train
+    with vocab_size=1 silently returned a 59-token vocabulary."""
+    chars = CharTokenizer("abcz")
+    assert chars.decode([0, 3]) == "az"
+    for bad in ([-1], [4], [1.0]):
+        with pytest.raises(ValueError, match=r"ids: expected ids in \[0, 4\)"):
+            chars.decode(bad)
+    with pytest.raises(ValueError, match=r"need at least .* ids, got 1"):
+        WordPieceTokenizer.train("hello world " * 50, 1)
+    with pytest.raises(ValueError, match="vocab_size"):
+        WordPieceTokenizer.train("hello world", 0)
+    small = WordPieceTokenizer.train("hello world " * 50, 40)
+    assert small.vocab_size <= 40

@@ -53,7 +53,11 @@ from companion.losses import lm_loss
 from companion.nn.block import TransformerBlock
 from companion.nn.kv_cache import KVCache
 from companion.nn.norms import LayerNorm, RMSNorm, make_norm
-from companion.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+from companion.nn.positional import (
+    LearnedPositionalEmbedding,
+    PositionOutOfRangeError,
+    SinusoidalPositionalEncoding,
+)
 from companion.nn.relative_bias import ALiBi, T5RelativeBias
 from companion.nn.rope import RotaryEmbedding
 
@@ -508,7 +512,7 @@ class GPT(nn.Module):
                     f"this model has {c.n_layer} layers and idx has batch size {b}"
                 )
         if self.wpe is not None and offset + t > c.block_size:
-            raise ValueError(
+            raise PositionOutOfRangeError(
                 f"idx: positions {offset}…{offset + t - 1} exceed block_size={c.block_size}: the learned "
                 "position table has no row for them (crop the context, or use position='rope'/'alibi')"
             )

@@ -25,7 +25,19 @@ from companion._validate import (
     check_tensor,
 )
 
-__all__ = ["LearnedPositionalEmbedding", "SinusoidalPositionalEncoding", "offset_matrix", "sinusoidal"]
+__all__ = [
+    "LearnedPositionalEmbedding",
+    "PositionOutOfRangeError",
+    "SinusoidalPositionalEncoding",
+    "offset_matrix",
+    "sinusoidal",
+]
+
+
+class PositionOutOfRangeError(ValueError):
+    """A sequence reaches positions a model has no representation for: a learned position table
+    (GPT's, BERT's) has no row past its length, so it cannot extrapolate. A ``ValueError``, so callers
+    that catch those keep working; :func:`companion.losses.length_extrapolation` catches only this."""
 
 
 def sinusoidal(
@@ -181,7 +193,7 @@ class LearnedPositionalEmbedding(nn.Module):
         check_nonnegative_int("offset", offset)
         t = x.shape[1]
         if offset + t > self.max_len:
-            raise ValueError(
+            raise PositionOutOfRangeError(
                 f"x: positions {offset}…{offset + t - 1} need {offset + t} rows but the learned table has "
                 f"max_len={self.max_len}; a learned positional embedding cannot extrapolate beyond it"
             )

@@ -68,6 +68,12 @@ class CharTokenizer(Tokenizer):
         """The text of ``ids`` (a list or a 1-D tensor)."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
+        ids = list(ids)
+        bad = [
+            i for i in ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self.chars)
+        ]
+        if bad:  # a negative id would index from the end ('z' for -1) instead of failing
+            raise ValueError(f"ids: expected ids in [0, {len(self.chars)}), got {bad[:5]}")
         return "".join(self.chars[i] for i in ids)
 
     def to_dict(self) -> dict[str, Any]:

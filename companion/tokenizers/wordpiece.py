@@ -31,6 +31,7 @@ from typing import Any
 
 import regex
 
+from companion._validate import check_positive_int
 from companion.files import atomic_open
 from companion.tokenizers.base import Tokenizer
 from companion.tokenizers.pretokenize import bert_basic_tokenize
@@ -325,7 +326,14 @@ class WordPieceTokenizer(Tokenizer):
         counts: Counter[str] = Counter()
         for text in texts:
             counts.update(bert_basic_tokenize(text, lowercase=lowercase))
+        check_positive_int("vocab_size", vocab_size)
         learned = _train_fast(counts, vocab_size - len(special_tokens), criterion)
+        if len(special_tokens) + len(learned) > vocab_size:  # the alphabet alone does not fit
+            raise ValueError(
+                f"vocab_size: the {len(special_tokens)} special tokens and the corpus's alphabet of "
+                f"{len(learned)} symbols (characters and their ## forms) need at least "
+                f"{len(special_tokens) + len(learned)} ids, got {vocab_size}"
+            )
         return cls([*special_tokens, *learned], lowercase=lowercase, special_tokens=special_tokens)
 
     @property
