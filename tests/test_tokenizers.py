@@ -704,3 +704,58 @@ def test_decode_and_train_refuse_impossible_requests():
         WordPieceTokenizer.train("hello world", 0)
     small = WordPieceTokenizer.train("hello world " * 50, 40)
     assert small.vocab_size <= 40
+
+
+def test_tokenizer_files_are_checked_on_load(tmp_path):
+    """Before: a BPE file in which two tokens share an id loaded, and every encode then dropped byte
+    0x05; a truncated vocab.txt loaded as a small WordPiece; a special token at id 5000 left
+    vocab_size at 259; the pre-token cache grew with the length of the words (30 words of 1 MB held
+    ~258 MB)."""
+    tok = BPETokenizer.train("low lower lowest " * 20, vocab_size=260)
+    data = tok.to_dict()
+    assert data["vocab_size"] == 260 and data["missing_bytes"] == []
+    clash = json.loads(json.dumps(data))
+    clash["vocab"][next(t for t, i in clash["vocab"].items() if i == 6)] = 5
+    with pytest.raises(ValueError, match="vocab: id 5 is given to 2 tokens"):
+        BPETokenizer.from_dict(clash)
+    dropped = json.loads(json.dumps(data))
+    del dropped["vocab"][next(t for t, i in dropped["vocab"].items() if i == 5)]
+    with pytest.raises(ValueError, match=r"byte tokens \[5\] are missing"):
+        BPETokenizer.from_dict(dropped)
+    resized = dict(data, vocab_size=300)
+    with pytest.raises(ValueError, match="vocab_size: the file declares 300, its tokens make 260"):
+        BPETokenizer.from_dict(resized)
+    smollm2 = BPETokenizer.from_pretrained("smollm2")  # lacks 21 byte tokens: declared, so it loads
+    again = BPETokenizer.from_dict(json.loads(json.dumps(smollm2.to_dict())))
+    assert again.missing_bytes == smollm2.missing_bytes and len(smollm2.missing_bytes) == 21
+
+    tok.add_special_token("<|big|>", 5000)
+    assert tok.vocab_size == 5001 and tok.encode("<|big|>") == [5000]
+
+    vocab = tmp_path / "vocab.txt"
+    WordPieceTokenizer.train("hello world " * 50, 40).save_vocab(vocab)
+    full = vocab.read_text(encoding="utf-8")
+    cut = len(full) // 2
+    while full[cut - 1] == "\n":
+        cut -= 1
+    vocab.write_text(full[:cut], encoding="utf-8")  # cut off mid-line
+    with pytest.raises(ValueError, match="does not end with a newline; is it truncated"):
+        WordPieceTokenizer.from_vocab_file(vocab)
+    lines = full.splitlines()
+    vocab.write_text("\n".join(lines[:8]) + "\n", encoding="utf-8")  # cut at a line boundary
+    with pytest.raises(ValueError, match=f"holds 8 tokens, expected {len(lines)}"):
+        WordPieceTokenizer.from_vocab_file(vocab, expected_size=len(lines))
+    vocab.write_text("\n".join([*lines, lines[-1]]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="twice"):
+        WordPieceTokenizer.from_vocab_file(vocab)
+
+    import tracemalloc
+
+    smollm2.encode("warm up")
+    tracemalloc.start()
+    rng = random.Random(0)
+    for _ in range(10):
+        smollm2.encode("".join(rng.choice("abcdefghij") for _ in range(200_000)))
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert held < 5_000_000, f"{held / 1e6:.1f} MB held by the cache after 10 distinct 200 KB words"

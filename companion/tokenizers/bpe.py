@@ -32,6 +32,10 @@ __all__ = ["BPETokenizer"]
 
 AllowedSpecial = Literal["all", "none"] | Collection[str]
 
+#: Longest pre-token kept in the encoding cache, so that its memory is bounded by ``cache_size`` entries
+#: of at most this many characters (before: 30 distinct 1 MB words held about 258 MB).
+_CACHE_PIECE = 64
+
 
 def _merge_pair(ids: list[int], a: int, b: int, new_id: int) -> list[int] | None:
     """Replace every non-overlapping (a, b) in ``ids``, left to right; None if there is none."""
@@ -249,8 +253,11 @@ class BPETokenizer(Tokenizer):
 
     @property
     def vocab_size(self) -> int:
-        """How many ids there are (byte and merged tokens plus special tokens)."""
-        return len(self._id_to_bytes) + len(self.special_tokens)
+        """The size of an embedding table that covers every id: the largest id + 1. Ids are usually
+        contiguous (then this is the number of tokens); a special token added at id 5000 makes it
+        5001, not 259."""
+        ids = [*self._id_to_bytes, *self.special_tokens.values()]
+        return max(ids) + 1 if ids else 0
 
     @property
     def vocab(self) -> dict[int, bytes]:
@@ -302,9 +309,13 @@ class BPETokenizer(Tokenizer):
             ids = cache.get(piece)
             if ids is None:
                 ids = self._encode_piece(piece)
-                if len(cache) >= self._cache_size:
-                    cache.clear()
-                cache[piece] = ids
+                # The cache is for the frequent short words; a long piece (a run of spaces, a long
+                # word in a binary-like text) is not worth keeping and would make the cache's size in
+                # bytes unbounded: entries hold at most _CACHE_PIECE characters.
+                if len(piece) <= _CACHE_PIECE:
+                    if len(cache) >= self._cache_size:
+                        cache.clear()
+                    cache[piece] = ids
             out.extend(ids)
 
     def _allowed(self, allowed_special: AllowedSpecial) -> regex.Pattern | None:
@@ -406,7 +417,9 @@ class BPETokenizer(Tokenizer):
         GPT-2's byte alphabet, merges as ``"Ġ t"``."""
         return {
             "format": self.format,
-            "version": 1,
+            "version": 2,
+            "vocab_size": self.vocab_size,
+            "missing_bytes": self.missing_bytes,
             "pattern": self.pattern,
             "special_tokens": dict(sorted(self.special_tokens.items(), key=lambda kv: kv[1])),
             "vocab": {token_to_unicode(b): i for i, b in sorted(self._id_to_bytes.items())},
@@ -415,10 +428,35 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BPETokenizer:
-        """Inverse of :meth:`to_dict`."""
-        vocab = {i: token_from_unicode(t) for t, i in data["vocab"].items()}
+        """Inverse of :meth:`to_dict`, checked: no id is used twice, the byte tokens are all there
+        (or exactly the ``missing_bytes`` the file declares), and the size is the declared one.
+
+        Raises:
+            ValueError: saying what is inconsistent.
+        """
+        by_id: dict[int, list[str]] = {}
+        for t, i in data["vocab"].items():
+            by_id.setdefault(i, []).append(t)
+        shared = {i: ts for i, ts in by_id.items() if len(ts) > 1}
+        if shared:
+            i, ts = next(iter(sorted(shared.items())))
+            raise ValueError(
+                f"vocab: id {i} is given to {len(ts)} tokens ({ts[:3]}); every id must be unique"
+            )
+        vocab = {i: token_from_unicode(ts[0]) for i, ts in by_id.items()}
         merges = [tuple(token_from_unicode(p) for p in m.split(" ")) for m in data["merges"]]
-        return cls(merges, vocab=vocab, pattern=data["pattern"], special_tokens=data["special_tokens"])
+        tok = cls(merges, vocab=vocab, pattern=data["pattern"], special_tokens=data["special_tokens"])
+        declared = data.get("missing_bytes", [])  # version 1 files were all written by training: none
+        if tok.missing_bytes != list(declared):
+            raise ValueError(
+                f"vocab: byte tokens {tok.missing_bytes[:8]} are missing (the file declares "
+                f"{list(declared)[:8]}); encoding would silently drop those bytes"
+            )
+        if "vocab_size" in data and tok.vocab_size != data["vocab_size"]:
+            raise ValueError(
+                f"vocab_size: the file declares {data['vocab_size']}, its tokens make {tok.vocab_size}"
+            )
+        return tok
 
     def __repr__(self) -> str:
         return (

@@ -286,11 +286,28 @@ class WordPieceTokenizer(Tokenizer):
         self._cache: dict[str, tuple[str, ...]] = {}
 
     @classmethod
-    def from_vocab_file(cls, path: str | Path, **kwargs) -> WordPieceTokenizer:
-        """Load a BERT ``vocab.txt`` (one token per line; the line number is the id)."""
-        tokens = Path(path).read_text(encoding="utf-8").split("\n")
-        if tokens and tokens[-1] == "":
-            tokens.pop()
+    def from_vocab_file(
+        cls, path: str | Path, *, expected_size: int | None = None, **kwargs: Any
+    ) -> WordPieceTokenizer:
+        """Load a BERT ``vocab.txt`` (one token per line; the line number is the id).
+
+        The file is checked before it is used: it must end with a newline (a file cut off mid-line
+        does not), hold no token twice, and — with ``expected_size`` — have exactly that many lines.
+
+        Raises:
+            ValueError: naming the file and what is wrong with it.
+        """
+        text = Path(path).read_text(encoding="utf-8")
+        if not text.endswith("\n"):
+            raise ValueError(f"path: {str(path)!r} does not end with a newline; is it truncated?")
+        tokens = text[:-1].split("\n")
+        if expected_size is not None and len(tokens) != expected_size:
+            raise ValueError(f"path: {str(path)!r} holds {len(tokens)} tokens, expected {expected_size}")
+        seen: dict[str, int] = {}
+        for i, t in enumerate(tokens):
+            if t in seen:
+                raise ValueError(f"path: {str(path)!r} lists {t!r} twice (lines {seen[t] + 1} and {i + 1})")
+            seen[t] = i
         return cls(tokens, **kwargs)
 
     @classmethod
@@ -300,7 +317,7 @@ class WordPieceTokenizer(Tokenizer):
 
         if name != "minilm":
             raise ValueError(f"name: expected 'minilm', got {name!r}")
-        return cls.from_vocab_file(hub.path("minilm", hub.MINILM_VOCAB))
+        return cls.from_vocab_file(hub.path("minilm", hub.MINILM_VOCAB), expected_size=30_522)
 
     @classmethod
     def train(
