@@ -14,6 +14,10 @@ numpy array in C order, i.e. with the dimensions reversed — ``token_embd.weigh
 
 Supported tensor types: F32, F16, BF16, Q8_0, Q4_0, Q4_1 (blocks of 32 values with one or two
 float16 parameters: ``x = d·q`` for Q8_0, ``x = d·(q − 8)`` for Q4_0, ``x = d·q + m`` for Q4_1).
+
+Every read is bounds-checked: a truncated or crafted file raises :class:`GGUFError` (a
+``ValueError``) naming the file, the byte offset and what was expected there, never a raw
+``struct.error`` or a silently shortened string.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["GGMLType", "GGUFFile", "TensorInfo", "dequantize"]
+__all__ = ["GGMLType", "GGUFError", "GGUFFile", "TensorInfo", "dequantize"]
 
 _MAGIC = b"GGUF"
 
@@ -58,6 +62,45 @@ _NUMPY = {
     12: "<f8",
 }
 _STRING, _ARRAY = 8, 9
+_MAX_DEPTH = 8  # arrays of arrays nest at most this deep (real files use 1)
+_MAX_DIMS = 8  # ggml tensors have at most 4 dimensions
+
+
+class GGUFError(ValueError):
+    """A GGUF file that cannot be read: the message names the file, the offset and what was expected."""
+
+
+class _Reader:
+    """Bounds-checked little-endian reads from a buffer, each error naming the file and the offset."""
+
+    def __init__(self, buf: Any, path: Path) -> None:
+        self.buf, self.path, self.pos, self.size = buf, path, 0, len(buf)
+
+    def fail(self, what: str, at: int | None = None) -> GGUFError:
+        return GGUFError(f"{self.path}: offset {self.pos if at is None else at}: {what}")
+
+    def need(self, n: int, what: str) -> None:
+        if n < 0 or self.pos + n > self.size:
+            raise self.fail(f"expected {n:,} bytes of {what}, but the file ends at {self.size:,}")
+
+    def unpack(self, fmt: str, what: str) -> tuple[Any, ...]:
+        n = struct.calcsize(fmt)
+        self.need(n, what)
+        out = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += n
+        return out
+
+    def string(self, what: str) -> str:
+        start = self.pos
+        (n,) = self.unpack("<Q", f"the length of {what}")
+        self.need(n, f"{what} (a string of {n:,} bytes)")
+        raw = bytes(self.buf[self.pos : self.pos + n])
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self.fail(f"{what} is not UTF-8 ({exc.reason} at byte {exc.start})", at=start) from None
+        self.pos += n
+        return text
 
 
 class GGMLType:
@@ -109,36 +152,63 @@ class GGUFFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         with open(self.path, "rb") as f:
+            if self.path.stat().st_size < 24:
+                raise GGUFError(f"{self.path}: {self.path.stat().st_size} bytes, shorter than a GGUF header")
             self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            self._parse()
+        except BaseException:
+            self._mm.close()
+            raise
+
+    def _parse(self) -> None:
         buf = self._mm
         if buf[:4] != _MAGIC:
-            raise ValueError(f"path: {self.path} is not a GGUF file (magic {bytes(buf[:4])!r})")
-        self.version, n_tensors, n_kv = struct.unpack_from("<IQQ", buf, 4)
+            raise GGUFError(f"path: {self.path} is not a GGUF file (magic {bytes(buf[:4])!r})")
+        r = _Reader(buf, self.path)
+        r.pos = 4
+        self.version, n_tensors, n_kv = r.unpack("<IQQ", "the header (version, tensor and metadata counts)")
         if self.version < 2:
-            raise ValueError(f"path: GGUF version {self.version} is not supported (need >= 2)")
-        pos = 24
+            raise GGUFError(f"path: GGUF version {self.version} is not supported (need >= 2)")
+        for count, what, smallest in ((n_kv, "metadata entries", 12), (n_tensors, "tensor records", 24)):
+            if count * smallest > r.size:  # each needs at least this many bytes: a crafted count
+                raise r.fail(
+                    f"the header declares {count:,} {what}, more than a {r.size:,}-byte file can hold"
+                )
         self.metadata: dict[str, Any] = {}
-        for _ in range(n_kv):
-            key, pos = _read_string(buf, pos)
-            (vtype,) = struct.unpack_from("<I", buf, pos)
-            value, pos = _read_value(buf, pos + 4, vtype, key)
-            self.metadata[key] = value
+        for i in range(n_kv):
+            key = r.string(f"the key of metadata entry {i}")
+            (vtype,) = r.unpack("<I", f"the type of {key!r}")
+            self.metadata[key] = _read_value(r, vtype, key, 0)
         infos = []
-        for _ in range(n_tensors):
-            name, pos = _read_string(buf, pos)
-            (n_dims,) = struct.unpack_from("<I", buf, pos)
-            dims = struct.unpack_from(f"<{n_dims}Q", buf, pos + 4)
-            ggml_type, offset = struct.unpack_from("<IQ", buf, pos + 4 + 8 * n_dims)
-            pos += 4 + 8 * n_dims + 12
+        for i in range(n_tensors):
+            name = r.string(f"the name of tensor {i}")
+            (n_dims,) = r.unpack("<I", f"the number of dimensions of {name!r}")
+            if not 1 <= n_dims <= _MAX_DIMS:
+                raise r.fail(f"tensor {name!r} has {n_dims} dimensions (expected 1 to {_MAX_DIMS})")
+            dims = r.unpack(f"<{n_dims}Q", f"the dimensions of {name!r}")
+            ggml_type, offset = r.unpack("<IQ", f"the type and offset of {name!r}")
             infos.append((name, tuple(reversed(dims)), ggml_type, offset))
-        alignment = int(self.metadata.get("general.alignment", 32))
-        self.data_offset = -(-pos // alignment) * alignment
+        alignment = self.metadata.get("general.alignment", 32)
+        if isinstance(alignment, bool) or not isinstance(alignment, int) or alignment < 1:
+            raise GGUFError(f"{self.path}: general.alignment must be a positive int, got {alignment!r}")
+        self.data_offset = -(-r.pos // alignment) * alignment
         self.tensors: dict[str, TensorInfo] = {}
         for name, shape, ggml_type, offset in infos:
-            n_values = int(np.prod(shape, dtype=np.int64))
+            n_values = int(np.prod(shape, dtype=object))
             per_block, block_bytes = GGMLType.BLOCK.get(ggml_type, (0, 0))
+            if per_block and n_values % per_block:
+                raise GGUFError(
+                    f"{self.path}: tensor {name!r} has {n_values} values, not whole blocks of {per_block}"
+                )
             n_bytes = n_values // per_block * block_bytes if per_block else 0
-            self.tensors[name] = TensorInfo(name, shape, ggml_type, self.data_offset + offset, n_bytes)
+            start = self.data_offset + offset
+            if start + n_bytes > r.size:
+                raise GGUFError(
+                    f"{self.path}: offset {start:,}: tensor {name!r} needs {n_bytes:,} bytes, but the file "
+                    f"ends at {r.size:,} (truncated?)"
+                )
+            self.tensors[name] = TensorInfo(name, shape, ggml_type, start, n_bytes)
 
     def raw(self, name: str) -> np.ndarray:
         """The stored bytes of tensor ``name`` as a read-only ``uint8`` array (no copy)."""
@@ -177,37 +247,28 @@ class GGUFFile:
         )
 
 
-def _read_string(buf: mmap.mmap, pos: int) -> tuple[str, int]:
-    (n,) = struct.unpack_from("<Q", buf, pos)
-    return buf[pos + 8 : pos + 8 + n].decode("utf-8"), pos + 8 + n
-
-
-def _read_value(buf: mmap.mmap, pos: int, vtype: int, key: str) -> tuple[Any, int]:
+def _read_value(r: _Reader, vtype: int, key: str, depth: int) -> Any:
     if vtype in _SCALARS:
-        fmt, size = _SCALARS[vtype]
-        return struct.unpack_from(fmt, buf, pos)[0], pos + size
+        fmt, _ = _SCALARS[vtype]
+        return r.unpack(fmt, f"the value of {key!r}")[0]
     if vtype == _STRING:
-        return _read_string(buf, pos)
+        return r.string(f"the value of {key!r}")
     if vtype == _ARRAY:
-        item_type, count = struct.unpack_from("<IQ", buf, pos)
-        pos += 12
+        if depth >= _MAX_DEPTH:
+            raise r.fail(f"{key!r}: arrays nested deeper than {_MAX_DEPTH}")
+        item_type, count = r.unpack("<IQ", f"the item type and length of the array {key!r}")
         if item_type in _NUMPY:  # numeric arrays in one read
             size = _SCALARS[item_type][1]
-            values = np.frombuffer(buf, dtype=_NUMPY[item_type], count=count, offset=pos).tolist()
-            return values, pos + size * count
+            r.need(size * count, f"the {count:,} items of {key!r}")
+            values = np.frombuffer(r.buf, dtype=_NUMPY[item_type], count=count, offset=r.pos).tolist()
+            r.pos += size * count
+            return values
+        if count * 8 > r.size - r.pos:  # every item needs at least 8 bytes: a crafted count
+            raise r.fail(f"{key!r}: an array of {count:,} items cannot fit in the rest of the file")
         if item_type == _STRING:
-            items = []
-            for _ in range(count):
-                (n,) = struct.unpack_from("<Q", buf, pos)
-                items.append(buf[pos + 8 : pos + 8 + n].decode("utf-8"))
-                pos += 8 + n
-            return items, pos
-        items = []
-        for _ in range(count):
-            value, pos = _read_value(buf, pos, item_type, key)
-            items.append(value)
-        return items, pos
-    raise ValueError(f"metadata {key!r}: unknown GGUF value type {vtype}")
+            return [r.string(f"item {j} of {key!r}") for j in range(count)]
+        return [_read_value(r, item_type, key, depth + 1) for _ in range(count)]
+    raise r.fail(f"metadata {key!r}: unknown GGUF value type {vtype}")
 
 
 def dequantize(raw: np.ndarray, ggml_type: int, shape: tuple[int, ...]) -> np.ndarray:

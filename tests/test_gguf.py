@@ -157,3 +157,49 @@ def test_errors(tmp_path, ours):
         ours.tensor("nope")
     with pytest.raises(ValueError, match="not supported"):
         dequantize(np.zeros(210, np.uint8), 14, (256,))  # Q6_K
+
+
+def test_truncated_and_crafted_files_raise_errors_that_name_the_offset(tmp_path):
+    """Before: raw struct.error, UnicodeDecodeError, RecursionError and ZeroDivisionError, and a string
+    length of 2**40 in a 40-byte file read as 'abc'."""
+    import struct
+
+    from companion.gguf import GGUFError
+
+    good = tmp_path / "good.gguf"
+    _write(good, {"w": (np.arange(64, dtype=np.float32).reshape(2, 32), None)})
+    data = good.read_bytes()
+    path = tmp_path / "bad.gguf"
+
+    def opens(raw: bytes) -> str:
+        path.write_bytes(raw)
+        with pytest.raises(GGUFError) as info:
+            GGUFFile(path)
+        assert str(path) in str(info.value)
+        return str(info.value)
+
+    # every truncation of the header and metadata is a GGUFError naming an offset
+    header_end = GGUFFile(good).data_offset
+    for cut in range(0, header_end, 7):
+        message = opens(data[:cut])
+        assert "offset" in message or "shorter than a GGUF header" in message, (cut, message)
+    assert "file ends at" in opens(data[:-16])  # the tensor data cut short
+    # a string of 2**40 bytes in a tiny file
+    header = b"GGUF" + struct.pack("<IQQ", 3, 0, 1)
+    assert "a string of 1,099,511,627,776 bytes" in opens(
+        header + struct.pack("<Q", 2**40) + b"abc" + bytes(32)
+    )
+    # a key that is not UTF-8
+    assert "is not UTF-8" in opens(
+        header + struct.pack("<Q", 2) + b"\xff\xfe" + struct.pack("<I", 4) + bytes(8)
+    )
+    # arrays of arrays nested past any real file
+    nested = b"".join(struct.pack("<IQ", 9, 1) for _ in range(100))
+    key = struct.pack("<Q", 1) + b"k" + struct.pack("<I", 9)
+    assert "nested deeper" in opens(header + key + nested + bytes(64))
+    # alignment 0 (was ZeroDivisionError)
+    zero = header + struct.pack("<Q", 17) + b"general.alignment" + struct.pack("<II", 4, 0) + bytes(16)
+    assert "general.alignment must be a positive int" in opens(zero)
+    # absurd counts
+    assert "more than" in opens(b"GGUF" + struct.pack("<IQQ", 3, 2**60, 0) + bytes(16))
+    assert GGUFFile(good).tensor("w").shape == (2, 32)  # the intact file still reads
