@@ -101,6 +101,8 @@ def _check_arguments(
     traceback, and not after a whole run)."""
     from companion.device import resolve_device
 
+    if args.dist_timeout is not None and not args.dist_timeout > 0:
+        parser.error(f"--dist_timeout: expected a number of seconds > 0, got {args.dist_timeout}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads: expected a positive int, got {args.threads}")
     if args.final_eval_iters < 0:
@@ -146,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=None, help="write a JSON summary of the run here")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on the CPU")
+    parser.add_argument(
+        "--dist_timeout",
+        type=float,
+        default=None,
+        help="seconds a rank waits for a silent one under torchrun (default $LLMF_DIST_TIMEOUT_S or 300)",
+    )
     parser.add_argument("--no_progress", action="store_true", help="no tqdm bar")
     parser.add_argument(
         "--final_eval_iters",
@@ -168,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     _check_arguments(parser, args, rest, train_cfg, out_dir, ckpt)  # before any data or training
     if args.threads:
         torch.set_num_threads(args.threads)
-    rank, world, device = setup(args.device)
+    rank, world, device = setup(args.device, timeout=args.dist_timeout)
     device = resolve_device(args.device) if world == 1 else device
     data = shakespeare(args.data)
     if data.vocab_size != model_cfg.vocab_size:

@@ -8,25 +8,39 @@ same script runs on one process unchanged. The :class:`~companion.train.trainer.
 initialized group and wraps its model in ``DistributedDataParallel``, which all-reduces (averages)
 the gradients during the backward pass: with equal shards and a mean loss,
 ``(1/N) Σ_k ∇L_k = ∇L`` of the concatenated batch.
+
+**Timeout.** A rank that stops answering (paused, swapped out, stuck in I/O) blocks every other rank
+at its next collective. PyTorch waits 30 minutes by default (10 with NCCL); :func:`setup` sets
+:data:`DEFAULT_TIMEOUT_S` = 300 seconds, after which the waiting ranks fail with an error. Change it
+with ``setup(timeout=...)``, the environment variable ``LLMF_DIST_TIMEOUT_S`` or
+``python -m companion.train --dist_timeout=SECONDS`` (raise it for checkpoints that take long to write).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 
 import torch
 
-__all__ = ["cleanup", "free_port", "is_main_process", "setup"]
+__all__ = ["DEFAULT_TIMEOUT_S", "cleanup", "free_port", "is_main_process", "setup"]
+
+#: Seconds a collective waits for the other ranks before failing (PyTorch's default is 30 minutes).
+DEFAULT_TIMEOUT_S = 300.0
 
 
-def setup(device: str | None = None, backend: str | None = None) -> tuple[int, int, torch.device]:
+def setup(
+    device: str | None = None, backend: str | None = None, timeout: float | None = None
+) -> tuple[int, int, torch.device]:
     """Join the process group if launched by ``torchrun``; otherwise do nothing.
 
     Args:
         device: ``"cuda"`` or ``"cpu"`` preference (default: CUDA when available). Under CUDA each
             process uses GPU ``LOCAL_RANK``.
         backend: default ``"nccl"`` with CUDA, ``"gloo"`` otherwise.
+        timeout: seconds a collective waits for a silent rank before failing; default
+            ``$LLMF_DIST_TIMEOUT_S`` or :data:`DEFAULT_TIMEOUT_S`.
 
     Returns:
         ``(rank, world_size, device)``.
@@ -44,8 +58,17 @@ def setup(device: str | None = None, backend: str | None = None) -> tuple[int, i
         dev = torch.device("cuda", local)
     else:
         dev = torch.device("cpu")
+    if timeout is None:
+        timeout = float(os.environ.get("LLMF_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+    if not timeout > 0:
+        raise ValueError(f"timeout: expected a number of seconds > 0, got {timeout!r}")
     if not dist.is_initialized():
-        dist.init_process_group(backend or ("nccl" if use_cuda else "gloo"), rank=rank, world_size=world)
+        dist.init_process_group(
+            backend or ("nccl" if use_cuda else "gloo"),
+            rank=rank,
+            world_size=world,
+            timeout=datetime.timedelta(seconds=timeout),
+        )
     return rank, world, dev
 
 
