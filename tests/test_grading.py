@@ -402,3 +402,16 @@ def test_cli_bounds_what_the_solution_prints(tmp_path: Path):
     assert returncode == 0, text[:2000]
     assert "Your solution printed (4,000 characters, " in text and "more not shown" in text
     assert len(text) < 8000
+
+
+def test_cli_stops_after_two_checks_in_a_row_hang(tmp_path: Path):
+    import time
+
+    start = time.monotonic()
+    returncode, text = _check_file(
+        tmp_path, "def sdpa(*args, **kwargs):\n    while True:\n        pass\n", "--timeout", "2"
+    )
+    n = len(get_exercise("attention.sdpa").checks)
+    assert returncode == 1 and text.count("did not finish within 2 s") == 2, text
+    assert text.count("not run: two checks in a row") == n - 2
+    assert time.monotonic() - start < 60

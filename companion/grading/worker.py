@@ -8,7 +8,8 @@ parent never imports the solution, so nothing the solution does can fake success
   crashes the interpreter, ends the child — the check it was in fails with the exit code, and the
   remaining checks run in a fresh child;
 * a check that does not finish within ``timeout`` seconds (an infinite loop) fails, the child is
-  killed, and grading goes on with the next check;
+  killed, and grading goes on with the next check (after two such checks in a row the rest are
+  reported as not run, so a function that always hangs costs two timeouts, not one per check);
 * a solution that replaces a function of the grader or of a library it relies on (``torch``,
   ``numpy``, ``math``, any ``companion`` module) while being imported or graded is refused;
 * what the solution prints is collected, and at most ``max_output`` characters are shown.
@@ -220,6 +221,7 @@ def grade_file(
     notes: list[str] = []
     outputs: list[_Output] = []
     start = 0
+    timeouts = 0  # consecutive checks that ran past the timeout
     while start < n:
         read_fd, write_fd = os.pipe()
         cmd = [sys.executable, "-m", "companion.grading.worker", exercise.id, str(path), str(start)]
@@ -246,7 +248,17 @@ def grade_file(
                         "fresh process",
                     )
                     next_start = current + 1
+                    timeouts += 1
+                    if timeouts == 2:  # two checks hung in a row: the function hangs, stop here
+                        for later in range(next_start, n):
+                            results[later] = CheckResult(
+                                exercise.checks[later].name,
+                                "error",
+                                "not run: two checks in a row did not finish within the timeout",
+                            )
+                        next_start = n
                     break
+                timeouts = 0 if end is None and event["event"] == "result" else timeouts
                 if end == "eof":
                     code = proc.wait()
                     if current is not None and current not in results:
