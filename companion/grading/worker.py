@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +49,11 @@ class FileGrade:
     status: int = 1
     output: str = ""
     output_chars: int = 0
-    notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         parts = [str(self.report)] if self.report is not None else []
         if self.message:
             parts.append(self.message)
-        parts.extend(self.notes)
         if self.output:
             shown = len(self.output)
             more = f", {self.output_chars - shown:,} more not shown" if self.output_chars > shown else ""
@@ -201,7 +199,8 @@ def grade_file(
     """Grade the solution file ``path`` in child processes (see the module docstring).
 
     Args:
-        exercise_id: an exercise id (``python -m companion.grading list``) or an :class:`Exercise`.
+        exercise_id: an exercise id (``python -m companion.grading list``) or an
+            :class:`~companion.grading.registry.Exercise`.
         path: a ``.py`` file that defines the names the exercise asks for.
         timeout: seconds one check may run.
         max_output: characters of the solution's own printout to keep.
@@ -218,7 +217,6 @@ def grade_file(
         raise ValueError(f"timeout: expected a number of seconds > 0, got {timeout!r}")
     n = len(exercise.checks)
     results: dict[int, CheckResult] = {}
-    notes: list[str] = []
     outputs: list[_Output] = []
     start = 0
     timeouts = 0  # consecutive checks that ran past the timeout
@@ -311,7 +309,6 @@ def grade_file(
         status=0 if report.ok else 1,
         output=text,
         output_chars=sum(o.total for o in outputs),
-        notes=notes,
     )
 
 

@@ -253,7 +253,7 @@ class BPETokenizer(Tokenizer):
 
     @property
     def vocab_size(self) -> int:
-        """The size of an embedding table that covers every id: the largest id + 1. Ids are usually
+        """The largest id + 1, the size of an embedding table that covers every id. Ids are usually
         contiguous (then this is the number of tokens); a special token added at id 5000 makes it
         5001, not 259."""
         ids = [*self._id_to_bytes, *self.special_tokens.values()]

@@ -92,7 +92,6 @@ def _sample(model: GPT, tokenizer: Any, prompt: str, n: int, seed: int) -> str:
 def _check_arguments(
     parser: argparse.ArgumentParser,
     args: argparse.Namespace,
-    rest: list[str],
     train_cfg: TrainConfig,
     out_dir: Path,
     ckpt: Path,
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     out_dir = Path(args.out_dir or f"out/{args.config}")
     ckpt = out_dir / "ckpt.pt"
-    _check_arguments(parser, args, rest, train_cfg, out_dir, ckpt)  # before any data or training
+    _check_arguments(parser, args, train_cfg, out_dir, ckpt)  # before any data or training
     if args.threads:
         torch.set_num_threads(args.threads)
     rank, world, device = setup(args.device, timeout=args.dist_timeout)

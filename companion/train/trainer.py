@@ -453,6 +453,5 @@ class Trainer:
             if self.config.decay_iters != decay:  # a longer (or shorter) run: the cosine keeps its length
                 # (the schedule object itself is restored with the scheduler's state below)
                 self.config = dataclasses.replace(self.config, lr_decay_iters=decay)
-        self.raw_model.load_state_dict(state["model"])
-        self.load_state_dict(state)
+        self.load_state_dict(state)  # the model's weights too
         return state
