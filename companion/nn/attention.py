@@ -7,8 +7,8 @@ Shapes use ``B`` batch, ``H`` query heads, ``G`` key/value heads, ``T_q``/``T_k`
 :class:`GroupedQueryAttention` is the one attention module (as Hugging Face's Llama has one): ``H``
 query heads share ``G`` key/value heads, so ``G = H`` is multi-head attention (多头注意力) and ``G = 1``
 multi-query attention; keys and values come from the input (self-attention) or from a ``context``
-(cross-attention); a KV cache, RoPE and an additive bias (ALiBi) are options. The computation is a
-*kernel chosen by name* from :mod:`companion.nn.sdpa`, where the formula
+(cross-attention); a KV cache, RoPE, an additive bias (ALiBi) and learned attention sinks are
+options. The computation is a *kernel chosen by name* from :mod:`companion.nn.sdpa`, where the formula
 ``softmax(Q K^T / sqrt(d_k) + M) V`` lives: ``"explicit"`` (which can return the weights) or
 ``"sdpa"`` (PyTorch's fused ``scaled_dot_product_attention``). :class:`MultiHeadAttention` and
 :class:`CrossAttention` are the same module with the Attention chapter's constructor and call. The
@@ -78,6 +78,11 @@ class GroupedQueryAttention(nn.Module):
             queries and keys before caching (RoPE); self-attention only.
         kernel: ``"explicit"`` or ``"sdpa"`` (see the module docstring). ``"sdpa"`` falls back to the
             explicit kernel when the weights are requested.
+        sinks: add one learned *sink* logit ``s_h`` per query head (GPT-OSS, 2025): the softmax runs
+            over the scores and ``s_h``, whose share of the probability is thrown away, so a head can
+            put weight "nowhere" and its weights over the real keys sum to less than 1. Implemented as
+            an extra key with a zero key vector, a zero value and the additive bias ``s_h``, which
+            every kernel (the fused one included) computes unchanged.
         layer_idx: default index of this layer in a shared :class:`~companion.nn.kv_cache.KVCache`.
         device, dtype: of the parameters.
 
@@ -96,6 +101,7 @@ class GroupedQueryAttention(nn.Module):
         dropout: float = 0.0,
         rotary: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         kernel: str = "explicit",
+        sinks: bool = False,
         layer_idx: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -132,12 +138,14 @@ class GroupedQueryAttention(nn.Module):
         self.k_proj = nn.Linear(self.kv_dim, n_kv_heads * head_dim, bias=bias, **kw)
         self.v_proj = nn.Linear(self.kv_dim, n_kv_heads * head_dim, bias=bias, **kw)
         self.out_proj = nn.Linear(n_heads * head_dim, d_model, bias=bias, **kw)
+        self.sinks = nn.Parameter(torch.zeros(n_heads, **kw)) if sinks else None
 
     def extra_repr(self) -> str:
         kv = f", kv_dim={self.kv_dim}" if self.kv_dim != self.d_model else ""
         return (
             f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, "
             f"head_dim={self.head_dim}{kv}, kernel={self.kernel!r}"
+            + (", sinks" if self.sinks is not None else "")
         )
 
     def _check_mask(
@@ -247,13 +255,44 @@ class GroupedQueryAttention(nn.Module):
             allowed = km if allowed is None else allowed & km
         if attn_bias is not None:
             self._check_mask("attn_bias", attn_bias, shape, want_bool=False)
+        if self.sinks is not None:
+            k, v, allowed, attn_bias = self._add_sink(k, v, allowed, attn_bias, shape)
         p = self.dropout if self.training else 0.0
 
         # "sdpa" returns no weights: asked for them, use the explicit kernel.
         kernel = ATTENTION_KERNELS["explicit" if need_weights else self.kernel]
         out, weights = kernel(q, k, v, allowed, attn_bias, is_causal=is_causal, dropout_p=p)
         out = self.out_proj(out.transpose(1, 2).reshape(b, t, h * d))
+        if need_weights and self.sinks is not None:
+            weights = weights[..., 1:]  # the sink's share is not a key's
         return out, (weights if need_weights else None)
+
+    def _add_sink(
+        self,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        allowed: torch.Tensor | None,
+        bias: torch.Tensor | None,
+        shape: tuple[int, int, int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Prepend the sink: a key of zeros (score ``q·0 = 0``) plus the bias ``s_h``, and a zero value.
+
+        Prepended rather than appended, so a bottom-right causal triangle still sees it from every query.
+        """
+        b, h, t, t_k = shape
+        zeros = k.new_zeros(k.shape[0], k.shape[1], 1, k.shape[3])
+        k, v = torch.cat([zeros, k], dim=2), torch.cat([zeros, v], dim=2)
+        column = torch.zeros(1, h, 1, t_k + 1, dtype=k.dtype, device=k.device)
+        column[..., 0] = self.sinks.to(k.dtype)[None, :, None]
+        if bias is not None:
+            bias = torch.cat(
+                [bias.expand(b, h, t, t_k).new_zeros(b, h, t, 1), bias.expand(b, h, t, t_k)], dim=-1
+            )
+            column = column + bias
+        if allowed is not None:
+            allowed = allowed.expand(b, h, t, t_k)
+            allowed = torch.cat([allowed.new_ones(b, h, t, 1), allowed], dim=-1)
+        return k, v, allowed, column
 
     def macs(self, t_q: int, t_k: int | None = None) -> dict[str, int]:
         """Analytic multiply-accumulate counts for one sequence (batch 1), ignoring softmax and biases.

@@ -59,6 +59,9 @@ class TransformerBlock(nn.Module):
         activation: override the FFN's activation (e.g. ``"gelu_tanh"`` for GPT-2).
         dropout: dropout on the attention weights and on each sublayer output before the residual add.
         bias: biases in the attention projections and the FFN (and the LayerNorms).
+        feed_forward: a custom FFN module in place of :func:`~companion.nn.ffn.make_ffn`'s, e.g. a
+            :class:`~companion.nn.moe.MoE` layer; if it returns ``(y, aux_loss)`` the block uses ``y``
+            and keeps the auxiliary loss of the last call in :attr:`aux_loss`.
         attention: a custom attention module called as ``attention(h, key_mask=…, attn_mask=…,
             is_causal=…)`` (plus ``attn_bias``, ``kv_cache``, ``positions`` when the caller passes them);
             default :class:`~companion.nn.attention.GroupedQueryAttention`.
@@ -97,6 +100,7 @@ class TransformerBlock(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         attention: torch.nn.Module | None = None,
+        feed_forward: torch.nn.Module | None = None,
         causal: bool = True,
         eps: float | None = None,
         alpha: float = 1.0,
@@ -141,7 +145,12 @@ class TransformerBlock(nn.Module):
             )  # fmt: skip
         self.attn = attention
         self.ln_2 = new_norm()
-        self.mlp = make_ffn(ffn, d_model, d_hidden, activation=activation, bias=bias, **kw)
+        if feed_forward is None:
+            feed_forward = make_ffn(ffn, d_model, d_hidden, activation=activation, bias=bias, **kw)
+        elif not isinstance(feed_forward, nn.Module):
+            raise TypeError(f"feed_forward: expected an nn.Module, got {type(feed_forward).__name__}")
+        self.mlp = feed_forward
+        self.aux_loss: torch.Tensor | None = None
         if norm_position == "sandwich":
             self.ln_1_post = new_norm()
             self.ln_2_post = new_norm()
@@ -181,19 +190,25 @@ class TransformerBlock(nn.Module):
             out = self.attn(h, key_mask=key_mask, attn_mask=attn_mask, is_causal=self.causal, **extra)
             return out[0] if isinstance(out, tuple) else out
 
+        def ffn(h: torch.Tensor) -> torch.Tensor:
+            out = self.mlp(h)
+            if isinstance(out, tuple):  # a mixture of experts: (y, load-balancing loss)
+                out, self.aux_loss = out
+            return out
+
         drop = self.dropout if self.training and self.dropout.p > 0 else _identity  # skip a no-op call
         pos = self.norm_position
         if pos == "pre":
             x = x + drop(attend(self.ln_1(x)))
-            return x + drop(self.mlp(self.ln_2(x)))
+            return x + drop(ffn(self.ln_2(x)))
         if pos == "post":
             x = self.ln_1(x + drop(attend(x)))
-            return self.ln_2(x + drop(self.mlp(x)))
+            return self.ln_2(x + drop(ffn(x)))
         if pos == "sandwich":
             x = x + drop(self.ln_1_post(attend(self.ln_1(x))))
-            return x + drop(self.ln_2_post(self.mlp(self.ln_2(x))))
+            return x + drop(self.ln_2_post(ffn(self.ln_2(x))))
         x = self.ln_1(self.alpha * x + drop(attend(x)))  # deepnorm
-        return self.ln_2(self.alpha * x + drop(self.mlp(x)))
+        return self.ln_2(self.alpha * x + drop(ffn(x)))
 
     def flops(self, n: int) -> int:
         """Analytic forward FLOPs for one sequence of ``n`` tokens (2 per multiply–accumulate).

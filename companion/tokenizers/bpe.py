@@ -215,6 +215,7 @@ class BPETokenizer(Tokenizer):
         )
         tok.bos_id = meta.get("tokenizer.ggml.bos_token_id")
         tok.eos_id = meta.get("tokenizer.ggml.eos_token_id")
+        tok.chat_template = meta.get("tokenizer.chat_template")
         return tok
 
     @classmethod
@@ -231,6 +232,29 @@ class BPETokenizer(Tokenizer):
 
     bos_id: int | None = None
     eos_id: int | None = None
+    chat_template: str | None = None  # the model's Jinja chat template (from a GGUF file)
+
+    def apply_chat_template(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        add_generation_prompt: bool = False,
+        tokenize: bool = True,
+    ) -> list[int] | str:
+        """A conversation as the model reads it: rendered by :attr:`chat_template`, then encoded
+        with special tokens (Hugging Face's ``apply_chat_template``; see :mod:`companion.tokenizers.chat`).
+
+        Returns:
+            The ids, or the text with ``tokenize=False``.
+        """
+        from companion.tokenizers.chat import render_chat_template
+
+        if self.chat_template is None:
+            raise ValueError(
+                "chat_template: this tokenizer has none (load it with from_gguf/from_pretrained)"
+            )
+        text = render_chat_template(self.chat_template, messages, add_generation_prompt=add_generation_prompt)
+        return self.encode(text) if tokenize else text
 
     def add_special_token(self, token: str, token_id: int | None = None) -> int:
         """Register ``token`` as a special token (matched whole, never split); return its id."""
