@@ -336,3 +336,15 @@ def test_loader_rejects_files_it_cannot_load(tmp_path):
     assert GGUFFile(path).metadata["general.architecture"] == "gpt2"
     with pytest.raises(ValueError, match=r"general\.architecture 'llama'"):
         load_llama_gguf(path)
+
+
+def test_q4_1_kept_quantized_equals_the_dequantized_model(smollm2, texts):
+    from companion.quantize import Q4_1Linear, weight_bytes
+
+    model, _ = smollm2
+    kept, _ = load_llama_gguf(keep_quantized=True)
+    assert sum(isinstance(m, Q4_1Linear) for m in kept.modules()) == 30 * 7
+    idx = texts["chat"]
+    with torch.no_grad():
+        assert torch.equal(kept(idx)[0], model(idx)[0])  # the same float weights, dequantized later
+    assert weight_bytes(kept)["total"] < weight_bytes(model)["total"] / 2.9

@@ -535,12 +535,34 @@ def _companion_name(gguf_name: str) -> str | None:
     return None
 
 
+def _set_quantized(
+    model: Llama,
+    name: str,
+    raw: np.ndarray,
+    shape: tuple[int, ...],
+    gguf_name: str,
+    config: LlamaConfig,
+    unpermute_rope: bool,
+) -> None:
+    """Put the file's Q4_1 bytes for ``name`` (``layers.3.attn.q_proj.weight``) in a Q4_1Linear."""
+    from companion.quantize import Q4_1Linear
+
+    layer = Q4_1Linear.from_gguf_blocks(raw, (shape[0], shape[1]))
+    if unpermute_rope and gguf_name.endswith(("attn_q.weight", "attn_k.weight")):
+        heads = config.num_attention_heads if "attn_q" in gguf_name else config.kv_heads
+        rows = torch.arange(shape[0], dtype=torch.float64)[:, None]
+        layer.permute_rows(unpermute_rope_rows(rows, heads)[:, 0].long())
+    parent, _, attr = name.removesuffix(".weight").rpartition(".")
+    setattr(model.get_submodule(parent), attr, layer)
+
+
 def load_llama_gguf(
     path: str | Path | None = None,
     *,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
     unpermute_rope: bool = True,
+    keep_quantized: bool = False,
     verbose: bool = False,
     **config_overrides: Any,
 ) -> tuple[Llama, Any]:
@@ -553,6 +575,9 @@ def load_llama_gguf(
         device: where to put the model.
         unpermute_rope: undo llama.cpp's row permutation of ``W_Q`` and ``W_K`` (see the module
             docstring). False reproduces the classic silent bug.
+        keep_quantized: keep the file's Q4_1 matrices as they are stored, as
+            :class:`~companion.quantize.Q4_1Linear` layers that dequantize on the fly (5 bits per
+            weight instead of 32); other tensors are dequantized as usual.
         verbose: print the load time.
         **config_overrides: fields of :class:`LlamaConfig` to change (e.g. ``fused_attention``).
 
@@ -565,7 +590,7 @@ def load_llama_gguf(
         ValueError: if the file is not a Llama GGUF, or its tensors do not match the configuration
             (a missing, unexpected or wrongly shaped tensor is named).
     """
-    from companion.gguf import GGUFFile
+    from companion.gguf import GGMLType, GGUFFile
     from companion.tokenizers.bpe import BPETokenizer
 
     start = time.perf_counter()
@@ -581,10 +606,13 @@ def load_llama_gguf(
     if tied:
         expected.pop("lm_head.weight")
     state: dict[str, torch.Tensor] = {}
-    for name in f.tensors:
+    for name, info in f.tensors.items():
         ours = _companion_name(name)
         if ours is None or ours not in expected:
             raise ValueError(f"path: {Path(path).name} holds a tensor {name!r} this Llama has no place for")
+        if keep_quantized and info.ggml_type == GGMLType.Q4_1 and ours.startswith("layers."):
+            _set_quantized(model, ours, f.raw(name), expected.pop(ours), name, config, unpermute_rope)
+            continue
         w = torch.from_numpy(np.ascontiguousarray(f.tensor(name), dtype=np.float32))
         if unpermute_rope and name.endswith(("attn_q.weight", "attn_k.weight")):
             heads = config.num_attention_heads if "attn_q" in name else config.kv_heads
@@ -595,9 +623,9 @@ def load_llama_gguf(
     missing = sorted(set(expected) - set(state))
     if missing:
         raise ValueError(f"path: {Path(path).name} lacks the tensor(s) for {missing[:5]}")
-    model.load_state_dict(state, strict=not tied, assign=True)
+    model.load_state_dict(state, strict=False, assign=True)
     model.tie_weights()
-    model.rotary.to(device)
+    model.to(device)
     model.eval()
     tokenizer = BPETokenizer.from_gguf(path)
     if verbose:
