@@ -348,3 +348,19 @@ def test_q4_1_kept_quantized_equals_the_dequantized_model(smollm2, texts):
     with torch.no_grad():
         assert torch.equal(kept(idx)[0], model(idx)[0])  # the same float weights, dequantized later
     assert weight_bytes(kept)["total"] < weight_bytes(model)["total"] / 2.9
+
+
+def test_committed_hf_reference_is_what_transformers_computes(smollm2, hf_smollm2):
+    """The Modern LLMs chapter compares with experiments/results/smollm2_hf_reference.json."""
+    from companion.files import committed_result
+    from tests._scripts import load_script
+
+    script = load_script("experiments/smollm2_hf_reference.py")
+    stored = committed_result("smollm2_hf_reference.json")
+    live = script.compute(hf_smollm2[0], smollm2[1])
+    for name in ("chat", "text"):
+        for key in ("ids", "argmax", "positions", "tokens"):
+            assert stored[name][key] == live[name][key], (name, key)
+        err = max(abs(a - b) for a, b in zip(stored[name]["logits"], live[name]["logits"], strict=True))
+        assert err < 2e-5, (name, err)  # threads and CPUs reorder float32 sums
+    assert stored["greedy"] == live["greedy"]

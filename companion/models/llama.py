@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -542,7 +543,7 @@ def _set_quantized(
     shape: tuple[int, ...],
     gguf_name: str,
     config: LlamaConfig,
-    unpermute_rope: bool,
+    unpermute_rope: bool | Callable[[torch.Tensor, int], torch.Tensor],
 ) -> None:
     """Put the file's Q4_1 bytes for ``name`` (``layers.3.attn.q_proj.weight``) in a Q4_1Linear."""
     from companion.quantize import Q4_1Linear
@@ -551,7 +552,8 @@ def _set_quantized(
     if unpermute_rope and gguf_name.endswith(("attn_q.weight", "attn_k.weight")):
         heads = config.num_attention_heads if "attn_q" in gguf_name else config.kv_heads
         rows = torch.arange(shape[0], dtype=torch.float64)[:, None]
-        layer.permute_rows(unpermute_rope_rows(rows, heads)[:, 0].long())
+        unpermute = unpermute_rope if callable(unpermute_rope) else unpermute_rope_rows
+        layer.permute_rows(unpermute(rows, heads)[:, 0].long())
     parent, _, attr = name.removesuffix(".weight").rpartition(".")
     setattr(model.get_submodule(parent), attr, layer)
 
@@ -561,7 +563,7 @@ def load_llama_gguf(
     *,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
-    unpermute_rope: bool = True,
+    unpermute_rope: bool | Callable[[torch.Tensor, int], torch.Tensor] = True,
     keep_quantized: bool = False,
     verbose: bool = False,
     **config_overrides: Any,
@@ -574,7 +576,8 @@ def load_llama_gguf(
         dtype: of the parameters (the file's Q4_1/Q8_0/F16 weights are dequantized to float32 first).
         device: where to put the model.
         unpermute_rope: undo llama.cpp's row permutation of ``W_Q`` and ``W_K`` (see the module
-            docstring). False reproduces the classic silent bug.
+            docstring) with :func:`unpermute_rope_rows`, or with a function of the same signature
+            ``(w, n_heads) -> w`` (the chapter's exercise). False reproduces the classic silent bug.
         keep_quantized: keep the file's Q4_1 matrices as they are stored, as
             :class:`~companion.quantize.Q4_1Linear` layers that dequantize on the fly (5 bits per
             weight instead of 32); other tensors are dequantized as usual.
@@ -616,7 +619,7 @@ def load_llama_gguf(
         w = torch.from_numpy(np.ascontiguousarray(f.tensor(name), dtype=np.float32))
         if unpermute_rope and name.endswith(("attn_q.weight", "attn_k.weight")):
             heads = config.num_attention_heads if "attn_q" in name else config.kv_heads
-            w = unpermute_rope_rows(w, heads)
+            w = (unpermute_rope if callable(unpermute_rope) else unpermute_rope_rows)(w, heads)
         if tuple(w.shape) != expected[ours]:
             raise ValueError(f"path: tensor {name!r} has shape {tuple(w.shape)}, expected {expected[ours]}")
         state[ours] = w.to(dtype=dtype, device=device)

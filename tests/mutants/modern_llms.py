@@ -132,3 +132,30 @@ MUTANTS = {
         registry_returns_the_table,
     ],
 }
+
+
+# --- modern-llms.pretrained-parity ----------------------------------------------------------------
+
+
+def unpermute_identity(w, n_heads):
+    """Keeps the stored rows: the classic silent bug (the model runs and talks nonsense)."""
+    return w.clone()
+
+
+def unpermute_applies_the_permutation_again(w, n_heads):
+    """Runs llama.cpp's permutation instead of its inverse."""
+    rows, d_in = w.shape
+    return w.reshape(n_heads, 2, rows // n_heads // 2, d_in).transpose(1, 2).reshape(rows, d_in)
+
+
+def unpermute_ignores_the_heads(w, n_heads):
+    """Treats the whole matrix as one head."""
+    rows, d_in = w.shape
+    return w.reshape(rows // 2, 2, d_in).transpose(0, 1).reshape(rows, d_in)
+
+
+MUTANTS["modern-llms.pretrained-parity"] = [
+    unpermute_identity,
+    unpermute_applies_the_permutation_again,
+    unpermute_ignores_the_heads,
+]

@@ -5,6 +5,9 @@ with :func:`companion.models.configs.param_count` on dense configurations, and w
 of small models assembled from torch modules and :class:`companion.nn.moe.MoE` — an independent count.
 ``modern-llms.registry`` compares the learner's entries with the registry, field by field, and checks
 that categorical values are enum members and that every field cites a source.
+``modern-llms.pretrained-parity`` checks the RoPE un-permutation against llama.cpp's permutation,
+against ``transformers``' GGUF loader, and by loading SmolLM2 with it and comparing the logits with the
+stored ``transformers`` reference (``experiments/results/smollm2_hf_reference.json``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from companion.grading.checks import expect
+from companion.grading.checks import expect, expect_close
 from companion.grading.registry import Exercise, register
 from companion.models.configs import (
     CATEGORICAL_FIELDS,
@@ -34,6 +37,7 @@ from companion.models.configs import (
     param_count,
     param_count_moe,
 )
+from companion.models.llama import permute_rope_rows, unpermute_rope_rows
 from companion.nn.moe import MoE
 
 # --------------------------------------------------------------------------------------------------
@@ -301,3 +305,72 @@ def _reg_own(fn):
     for name in ENTRIES:
         entry, _ = _entry(fn, name)
         expect(entry is not REGISTRY[name], f"{name}: returned configs.REGISTRY[{name!r}] itself")
+
+
+# --------------------------------------------------------------------------------------------------
+# modern-llms.pretrained-parity
+# --------------------------------------------------------------------------------------------------
+
+PRETRAINED_PARITY = register(
+    Exercise(
+        id="modern-llms.pretrained-parity",
+        title="Undo llama.cpp's RoPE row permutation, and run SmolLM2 like Hugging Face does",
+        names=("unpermute_rope_rows",),
+        references=(unpermute_rope_rows,),
+        signature='''def unpermute_rope_rows(w, n_heads):
+    """Undo the row permutation llama.cpp's converter applies to W_Q and W_K.
+
+    w: (n_heads·D, d_in) as stored in a GGUF file, where within each head of D rows the rows are in
+    the order 0, D/2, 1, D/2 + 1, …, D/2 − 1, D − 1 (interleaved pairs). Return the (n_heads·D, d_in)
+    matrix with each head's rows back in the order 0, 1, …, D − 1 (half-split pairs, as Hugging Face
+    rotates them). n_heads is H for W_Q and G (the KV heads) for W_K. Do not modify w.
+    """''',
+        hint="per head, the stored rows are (D/2, 2) pairs read row by row: reshape to "
+        "(heads, D/2, 2, d_in), swap the middle two axes, reshape back.",
+    )
+)
+
+
+def _permuted(heads: int, d: int, d_in: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    w = torch.randn(heads * d, d_in, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return w, permute_rope_rows(w, heads)
+
+
+@PRETRAINED_PARITY.check("inverts llama.cpp's permutation for H = 9 query heads and G = 3 KV heads (D = 64)")
+def _parity_round_trip(fn):
+    for heads, seed in ((9, 0), (3, 1)):
+        w, stored = _permuted(heads, 64, 576, seed)
+        expect_close(fn(stored, heads), w, f"unpermute_rope_rows(stored, {heads})", atol=0)
+
+
+@PRETRAINED_PARITY.check("equals transformers' own GGUF loader (reverse_permute_weights), D = 8 and 128")
+def _parity_hf(fn):
+    try:
+        from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+    except ImportError:  # the reference is optional; the round trip above already pins the answer
+        return
+    reverse = LlamaTensorProcessor()._reverse_permute_weights
+    for heads, d in ((4, 8), (2, 128)):
+        _, stored = _permuted(heads, d, 5, heads)
+        expected = torch.from_numpy(reverse(stored.numpy(), heads, heads))
+        expect_close(fn(stored, heads), expected, f"unpermute_rope_rows(w, {heads}) with D = {d}", atol=0)
+
+
+@PRETRAINED_PARITY.check("SmolLM2 loaded with it matches the stored transformers logits (2e-4) and argmax")
+def _parity_smollm2(fn):
+    from companion.files import committed_result
+    from companion.models.llama import load_llama_gguf
+
+    model, _ = load_llama_gguf(unpermute_rope=fn)
+    ref = committed_result("smollm2_hf_reference.json")["chat"]
+    with torch.inference_mode():
+        logits = model(torch.tensor([ref["ids"]]))[0][0]
+    argmax = logits.argmax(-1).tolist()
+    agree = sum(a == b for a, b in zip(argmax, ref["argmax"], strict=True)) / len(argmax)
+    ours = logits[torch.tensor(ref["positions"]), torch.tensor(ref["tokens"])]
+    err = float((ours - torch.tensor(ref["logits"])).abs().max())
+    expect(
+        err < 2e-4 and agree == 1.0,
+        f"logits differ from transformers' by up to {err:.3g} (allowed 2e-4) and the next-token argmax "
+        f"agrees at {agree:.0%} of positions (expected 100%): are the rows of W_Q / W_K in the right order?",
+    )
