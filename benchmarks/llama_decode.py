@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -211,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         child(args.child, args.dtype, args.device, args.threads[0], args.prefill)
         return
-    where = f"{args.dtype} on {args.device}; torch {torch.__version__}, {platform.processor()}"
+    cpu = platform.processor() or platform.machine()
+    where = f"{args.dtype} on {args.device}; torch {torch.__version__}, {cpu} with {os.cpu_count()} CPUs"
     print(f"SmolLM2-135M-Instruct, {where}")
     if not args.skip_memory and args.device == "cpu":
         t = args.threads[0]

@@ -9,11 +9,13 @@ versions they verify against and that learners can reuse. One module per idea:
   ``gguf`` (the GGUF reader);
 * learning — ``losses`` (every loss, the LM loss and perplexity included), ``metrics``,
   ``generalization``, ``regularization``, ``optim`` (optimizers and the warm-up + cosine schedule);
-* language models — ``tokenizers`` (one interface: character, BPE, WordPiece, Unigram), ``nn`` (the
-  one attention module, positions, norms, FFNs, the one Transformer block, efficient attention),
-  ``models`` (GPT, built from ``nn``), ``train`` (the ``Trainer``, data, checkpoints, distributed and
-  mixed-precision pieces, a model trained for a token budget), ``sampling`` (logit processors and
-  the draw), ``generate`` (search and generation with a model), ``scaling`` (scaling laws);
+* language models — ``tokenizers`` (one interface: character, BPE, WordPiece, Unigram; chat
+  templates), ``nn`` (the one attention module, positions, norms, FFNs, the one Transformer block,
+  efficient attention), ``models`` (GPT and the Llama family with its GGUF loader, built from ``nn``;
+  ``models.configs``, the architecture registry), ``quantize`` (weight-only int8 and Q4_1 layers),
+  ``train`` (the ``Trainer``, data, checkpoints, distributed and mixed-precision pieces, a model
+  trained for a token budget), ``sampling`` (logit processors and the draw), ``generate`` (search and
+  generation with a model), ``scaling`` (scaling laws);
 * ``grading`` — the exercise grader (``python -m companion.grading``).
 
 Layering: ``nn`` imports no model; ``models`` are built from ``nn``; ``train`` uses ``models`` for its

@@ -45,3 +45,18 @@ def test_baby_run_prints_every_contender(capsys):
     for ms, tok_s, ratio in rows:
         assert float(tok_s.replace(",", "")) == pytest.approx(tokens_per_step / (float(ms) / 1e3), rel=3e-3)
         assert 0 < float(ratio) < 100
+
+
+def test_llama_decode_ratio_and_child_report(capsys):
+    """The SmolLM2 benchmark's ratio is the median of per-round ratios, and its memory child reports
+    JSON (the companion side; the transformers side needs a 35-second load)."""
+    bench = load_script("benchmarks/llama_decode.py")
+    assert bench.ratio_summary([1.0, 2.0, 1.0], [2.0, 2.0, 3.0]) == "2.00x (range 1.00–3.00)"
+    assert bench.ratio_summary([2.0], [3.0]) == "1.50x"
+    with pytest.raises(ValueError, match="equally many rounds"):
+        bench.ratio_summary([1.0], [1.0, 2.0])
+    bench.child("ours", "float32", "cpu", 1, 16)
+    import json
+
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["load_s"] > 0 and record["peak_rss_mib"] > 100

@@ -364,3 +364,30 @@ def test_committed_hf_reference_is_what_transformers_computes(smollm2, hf_smollm
         err = max(abs(a - b) for a, b in zip(stored[name]["logits"], live[name]["logits"], strict=True))
         assert err < 2e-5, (name, err)  # threads and CPUs reorder float32 sums
     assert stored["greedy"] == live["greedy"]
+
+
+def test_saved_tokenizer_keeps_its_chat_template(tmp_path, smollm2):
+    from companion.tokenizers.base import Tokenizer
+
+    _, tok = smollm2
+    tok.save(tmp_path / "tok.json")
+    loaded = Tokenizer.load(tmp_path / "tok.json")
+    assert (loaded.bos_id, loaded.eos_id, loaded.chat_template) == (tok.bos_id, tok.eos_id, tok.chat_template)
+    assert loaded.apply_chat_template(CONVERSATIONS[1]) == tok.apply_chat_template(CONVERSATIONS[1])
+
+
+@pytest.mark.gpu
+def test_smollm2_on_cuda_in_bfloat16_follows_the_float32_model(smollm2, texts):
+    """The same code on a GPU: bf16 weights, PyTorch's fused attention, and torch.compile."""
+    model, _ = smollm2
+    gpu, _ = load_llama_gguf(device="cuda", dtype=torch.bfloat16)
+    idx = texts["512 tokens"]
+    with torch.inference_mode():
+        reference = model(idx)[0]
+        logits = gpu(idx.cuda())[0].float().cpu()
+        compiled = torch.compile(gpu)(idx.cuda())[0].float().cpu()
+    agree = (logits.argmax(-1) == reference.argmax(-1)).float().mean().item()
+    assert agree > 0.9, agree  # bf16 rounds every product; near-ties flip
+    torch.testing.assert_close(compiled, logits, rtol=0, atol=0.1)
+    out = generate(gpu, texts["chat"].cuda(), 16)
+    assert out.shape == (1, texts["chat"].shape[1] + 16) and out.device.type == "cuda"

@@ -448,6 +448,9 @@ class BPETokenizer(Tokenizer):
             "special_tokens": dict(sorted(self.special_tokens.items(), key=lambda kv: kv[1])),
             "vocab": {token_to_unicode(b): i for i, b in sorted(self._id_to_bytes.items())},
             "merges": [f"{token_to_unicode(a)} {token_to_unicode(b)}" for a, b in self.merges],
+            "bos_id": self.bos_id,
+            "eos_id": self.eos_id,
+            "chat_template": self.chat_template,
         }
 
     @classmethod
@@ -480,6 +483,8 @@ class BPETokenizer(Tokenizer):
             raise ValueError(
                 f"vocab_size: the file declares {data['vocab_size']}, its tokens make {tok.vocab_size}"
             )
+        tok.bos_id, tok.eos_id = data.get("bos_id"), data.get("eos_id")
+        tok.chat_template = data.get("chat_template")
         return tok
 
     def __repr__(self) -> str:
