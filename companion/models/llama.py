@@ -25,7 +25,7 @@ the rows of ``W_Q`` and ``W_K`` of a Hugging Face checkpoint (which rotates half
     W.reshape(heads, D/2, 2, d_in).transpose(1, 2).reshape(heads·D, d_in)
 
 so that the model equals Hugging Face's (tested: logits within 2e-4 of ``transformers`` loading the
-same file). Skipping it (``unpermute_rope=False``) gives a model that runs and talks nonsense — the
+same file). Skipping it (``unpermute_rope=False``) gives a model that runs, raises no error and is wrong — the
 Modern LLMs chapter's negative control.
 
 The model follows the interface of :class:`~companion.models.gpt.GPT` that ``companion.generate`` and

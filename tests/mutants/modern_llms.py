@@ -138,7 +138,7 @@ MUTANTS = {
 
 
 def unpermute_identity(w, n_heads):
-    """Keeps the stored rows: the classic silent bug (the model runs and talks nonsense)."""
+    """Keeps the stored rows: the classic silent bug (the model runs, raises nothing, and is wrong)."""
     return w.clone()
 
 
