@@ -1,0 +1,351 @@
+"""BERT: a bidirectional Transformer encoder built from the companion's one block, and its loader for
+the pinned all-MiniLM-L6-v2 weights.
+
+Devlin et al., "BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding"
+(2019)::
+
+    ids, segments ──► word + position + token-type embeddings ──► LayerNorm ──► L × block ──► hidden
+                                                                       pooler: tanh(W h_[CLS] + b)
+    block (Post-LN):  x ← LN(x + attn(x));   x ← LN(x + FFN(x)),   FFN = GELU(x W₁ + b₁) W₂ + b₂
+
+Every block is a :class:`companion.nn.block.TransformerBlock` with ``norm_position="post"``,
+``causal=False`` and the exact (erf) GELU; the position table is
+:class:`~companion.nn.positional.LearnedPositionalEmbedding`. Padding is a ``key_mask``: no query attends
+to a padding key (the padding positions' own outputs are computed and ignored).
+
+:func:`load_bert` reads a Hugging Face BERT folder — ``config.json``, ``model.safetensors`` and the
+WordPiece ``vocab.txt`` — by default the :mod:`companion.hub` asset all-MiniLM-L6-v2 (6 layers,
+d = 384, 12 heads); its last hidden state equals ``transformers.BertModel``'s on the same files
+(``tests/test_bert.py``). :func:`sentence_embeddings` is the sentence-transformers recipe that model was
+trained for: the mean of the token states over the real tokens, L2-normalized.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from companion._validate import check_positive_int, check_tensor
+from companion.nn.block import TransformerBlock
+from companion.nn.norms import make_norm
+from companion.nn.positional import LearnedPositionalEmbedding
+
+__all__ = ["BertConfig", "BertModel", "batch_encode", "load_bert", "mean_pool", "sentence_embeddings"]
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """Hyperparameters of a :class:`BertModel`; field names follow Hugging Face's ``BertConfig``.
+
+    Attributes:
+        vocab_size: ``V``.
+        hidden_size: ``d``.
+        num_hidden_layers: ``L``.
+        num_attention_heads: ``H``.
+        intermediate_size: the FFN width ``d_ff`` (BERT: ``4d``).
+        max_position_embeddings: rows of the learned position table (512).
+        type_vocab_size: segment types (2: sentence A and B).
+        layer_norm_eps: of every LayerNorm (MiniLM: 1e-12).
+        hidden_act: ``"gelu"`` (exact erf, BERT's) or ``"gelu_tanh"``.
+        hidden_dropout_prob, attention_probs_dropout_prob: dropout in training.
+        pad_token_id: id of ``[PAD]``.
+        add_pooler: include the ``[CLS]`` pooler ``tanh(W h + b)`` (NSP's input).
+        fused_attention: PyTorch's fused ``scaled_dot_product_attention`` (else the explicit kernel).
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    pad_token_id: int = 0
+    add_pooler: bool = True
+    fused_attention: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+            "max_position_embeddings", "type_vocab_size",
+        ):  # fmt: skip
+            check_positive_int(name, getattr(self, name))
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not divisible by "
+                f"num_attention_heads={self.num_attention_heads}"
+            )
+        if self.hidden_act not in ("gelu", "gelu_tanh"):
+            raise ValueError(f"hidden_act: expected 'gelu' or 'gelu_tanh', got {self.hidden_act!r}")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"layer_norm_eps: expected a number > 0, got {self.layer_norm_eps!r}")
+
+    @classmethod
+    def from_hf_dict(cls, d: dict[str, Any], **overrides: Any) -> BertConfig:
+        """From a Hugging Face ``config.json`` (unknown keys ignored; ``hidden_act`` ``"gelu_new"`` is
+        the tanh GELU)."""
+        if d.get("model_type", "bert") != "bert":
+            raise ValueError(f"config: expected model_type 'bert', got {d.get('model_type')!r}")
+        if d.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError(
+                f"config: only absolute positions are supported, got {d['position_embedding_type']!r}"
+            )
+        act = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}.get(
+            d.get("hidden_act", "gelu")
+        )
+        if act is None:
+            raise ValueError(f"config: hidden_act {d.get('hidden_act')!r} is not supported")
+        names = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in d.items() if k in names}
+        fields["hidden_act"] = act
+        fields.update(overrides)
+        return cls(**fields)
+
+
+class BertModel(nn.Module):
+    """A BERT encoder.
+
+    Args:
+        config: a :class:`BertConfig`.
+        device, dtype: of the parameters (``device="meta"`` allocates nothing; the loader assigns them).
+
+    Attributes:
+        word_embeddings, token_type_embeddings: ``nn.Embedding`` tables.
+        position_embeddings: a :class:`~companion.nn.positional.LearnedPositionalEmbedding`.
+        embedding_norm: the LayerNorm after the three embeddings are summed.
+        layers: ``L`` Post-LN :class:`~companion.nn.block.TransformerBlock` s.
+        pooler: ``nn.Linear(d, d)`` (None without ``add_pooler``).
+    """
+
+    def __init__(
+        self,
+        config: BertConfig,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(config, BertConfig):
+            raise TypeError(f"config: expected a BertConfig, got {type(config).__name__}")
+        self.config = c = config
+        kw = {"device": device, "dtype": dtype}
+        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id, **kw)
+        self.position_embeddings = LearnedPositionalEmbedding(c.max_position_embeddings, c.hidden_size, **kw)
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size, **kw)
+        self.embedding_norm = make_norm("layernorm", c.hidden_size, c.layer_norm_eps, fused=True, **kw)
+        self.drop = nn.Dropout(c.hidden_dropout_prob)
+        kernel = "sdpa" if c.fused_attention else "explicit"
+        self.layers = nn.ModuleList(
+            TransformerBlock(
+                c.hidden_size,
+                c.num_attention_heads,
+                d_hidden=c.intermediate_size,
+                norm="layernorm",
+                norm_position="post",
+                ffn="mlp",
+                activation=c.hidden_act,
+                dropout=c.hidden_dropout_prob,
+                bias=True,
+                causal=False,
+                eps=c.layer_norm_eps,
+                kernel=kernel,
+                fused_norm=True,
+                **kw,
+            )
+            for _ in range(c.num_hidden_layers)
+        )
+        self.pooler = nn.Linear(c.hidden_size, c.hidden_size, **kw) if c.add_pooler else None
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encode a batch.
+
+        Args:
+            input_ids: ``(B, T)`` WordPiece ids.
+            attention_mask: ``(B, T)`` 1/True at real tokens, 0/False at padding (default: all real).
+            token_type_ids: ``(B, T)`` segment ids (default: all 0, sentence A).
+
+        Returns:
+            ``(last_hidden_state (B, T, d), pooled (B, d) or None)``.
+        """
+        check_tensor("input_ids", input_ids, ndim=2)
+        b, t = input_ids.shape
+        c = self.config
+        if not torch.compiler.is_compiling() and input_ids.numel():
+            lo, hi = int(input_ids.min()), int(input_ids.max())
+            if lo < 0 or hi >= c.vocab_size:
+                raise ValueError(f"input_ids: ids must be in [0, {c.vocab_size}), got min {lo}, max {hi}")
+        key_mask = None
+        if attention_mask is not None:
+            if tuple(attention_mask.shape) != (b, t):
+                raise ValueError(
+                    f"attention_mask: expected shape (B, T)=({b}, {t}), got {tuple(attention_mask.shape)}"
+                )
+            key_mask = attention_mask.bool()
+            if bool((~key_mask).all(dim=1).any()):
+                raise ValueError("attention_mask: a sequence has no real token (every key would be masked)")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        x = self.embedding_norm(self.position_embeddings(x))
+        if self.training and self.drop.p > 0:
+            x = self.drop(x)
+        for block in self.layers:
+            x = block(x, key_mask=key_mask)
+        pooled = None if self.pooler is None else torch.tanh(self.pooler(x[:, 0]))
+        return x, pooled
+
+
+_HF_LAYER_NAMES = {
+    "attention.self.query": "attn.q_proj",
+    "attention.self.key": "attn.k_proj",
+    "attention.self.value": "attn.v_proj",
+    "attention.output.dense": "attn.out_proj",
+    "attention.output.LayerNorm": "ln_1",
+    "intermediate.dense": "mlp.fc_in",
+    "output.dense": "mlp.fc_out",
+    "output.LayerNorm": "ln_2",
+}
+
+
+def _companion_name(hf_name: str) -> str | None:
+    """``encoder.layer.3.attention.self.query.weight`` → ``layers.3.attn.q_proj.weight`` (None: skip)."""
+    name = hf_name.removeprefix("bert.")
+    fixed = {
+        "embeddings.word_embeddings.weight": "word_embeddings.weight",
+        "embeddings.position_embeddings.weight": "position_embeddings.weight",
+        "embeddings.token_type_embeddings.weight": "token_type_embeddings.weight",
+        "embeddings.LayerNorm.weight": "embedding_norm.weight",
+        "embeddings.LayerNorm.bias": "embedding_norm.bias",
+        "pooler.dense.weight": "pooler.weight",
+        "pooler.dense.bias": "pooler.bias",
+    }
+    if name in fixed:
+        return fixed[name]
+    if name == "embeddings.position_ids":
+        return None  # a buffer of 0 … 511, not a weight
+    parts = name.split(".")
+    if len(parts) >= 5 and parts[0] == "encoder" and parts[1] == "layer":
+        inner, leaf = ".".join(parts[3:-1]), parts[-1]
+        if inner in _HF_LAYER_NAMES:
+            return f"layers.{parts[2]}.{_HF_LAYER_NAMES[inner]}.{leaf}"
+    return None
+
+
+def load_bert(
+    path: str | Path | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    **config_overrides: Any,
+) -> tuple[BertModel, Any]:
+    """Load a Hugging Face BERT folder: the model (in eval mode) and its WordPiece tokenizer.
+
+    Args:
+        path: a folder with ``config.json``, ``model.safetensors`` and ``vocab.txt``; default the pinned
+            all-MiniLM-L6-v2 asset of :mod:`companion.hub` (fetched if needed).
+        dtype, device: of the parameters.
+        **config_overrides: :class:`BertConfig` fields to change (e.g. ``fused_attention=False``).
+
+    Raises:
+        ValueError: a tensor the model has no place for, a missing one, or a shape mismatch (named).
+    """
+    from safetensors.torch import load_file
+
+    from companion.tokenizers.wordpiece import WordPieceTokenizer
+
+    if path is None:
+        from companion import hub
+
+        path = hub.fetch("minilm")
+    folder = Path(path)
+    config_dict = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    tensors = load_file(str(folder / "model.safetensors"))
+    has_pooler = any(k.removeprefix("bert.").startswith("pooler.") for k in tensors)
+    config = BertConfig.from_hf_dict(config_dict, add_pooler=has_pooler, **config_overrides)
+    model = BertModel(config, device="meta", dtype=dtype)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
+    state = {}
+    for name, w in tensors.items():
+        ours = _companion_name(name)
+        if ours is None:
+            if name.removeprefix("bert.") == "embeddings.position_ids":
+                continue
+            raise ValueError(
+                f"path: {folder.name}/model.safetensors holds {name!r}, which BERT has no place for"
+            )
+        if tuple(w.shape) != expected.get(ours):
+            raise ValueError(
+                f"path: tensor {name!r} has shape {tuple(w.shape)}, expected {expected.get(ours)}"
+            )
+        state[ours] = w.to(dtype=dtype, device=device)
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise ValueError(f"path: {folder.name}/model.safetensors lacks {missing[:5]}")
+    model.load_state_dict(state, assign=True)
+    tokenizer = WordPieceTokenizer.from_vocab_file(folder / "vocab.txt", expected_size=config.vocab_size)
+    return model.eval(), tokenizer
+
+
+def batch_encode(
+    tokenizer: Any, texts: Sequence[str], *, max_length: int = 128, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode texts as BERT reads them: ``[CLS] … [SEP]``, cut to ``max_length`` (keeping the final
+    ``[SEP]``), right-padded with ``[PAD]``.
+
+    Returns:
+        ``(input_ids (B, T), attention_mask (B, T))`` int64, ``T`` the longest encoded text.
+    """
+    check_positive_int("max_length", max_length)
+    if max_length < 2:
+        raise ValueError(f"max_length: [CLS] and [SEP] need at least 2 positions, got {max_length}")
+    if isinstance(texts, str):
+        raise TypeError("texts: expected a sequence of strings, got one str (wrap it in a list)")
+    rows = []
+    sep = tokenizer.vocab["[SEP]"]
+    for text in texts:
+        ids = tokenizer.encode(text)
+        rows.append(ids if len(ids) <= max_length else [*ids[: max_length - 1], sep])
+    t = max(len(r) for r in rows)
+    pad = tokenizer.vocab["[PAD]"]
+    ids = torch.tensor([r + [pad] * (t - len(r)) for r in rows], device=device)
+    mask = torch.tensor([[1] * len(r) + [0] * (t - len(r)) for r in rows], device=device)
+    return ids, mask
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token states over the real tokens: ``(B, T, d), (B, T) -> (B, d)``."""
+    m = attention_mask.to(hidden.dtype)[..., None]
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+@torch.inference_mode()
+def sentence_embeddings(
+    model: BertModel, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 32, max_length: int = 256
+) -> torch.Tensor:
+    """Sentence vectors as sentence-transformers computes them for all-MiniLM-L6-v2: mean-pooled token
+    states, L2-normalized. Returns ``(len(texts), d)`` float32 on the model's device."""
+    check_positive_int("batch_size", batch_size)
+    device = model.word_embeddings.weight.device
+    out = []
+    for i in range(0, len(texts), batch_size):
+        ids, mask = batch_encode(tokenizer, texts[i : i + batch_size], max_length=max_length, device=device)
+        hidden, _ = model(ids, mask)
+        out.append(F.normalize(mean_pool(hidden, mask).float(), dim=-1))
+    return torch.cat(out)
