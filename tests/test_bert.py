@@ -11,10 +11,13 @@ import torch.nn.functional as F
 
 from companion.models.bert import (
     BertConfig,
+    BertForPreTraining,
     BertModel,
     batch_encode,
     load_bert,
     mean_pool,
+    mlm_mask,
+    nsp_pairs,
     sentence_embeddings,
 )
 
@@ -113,3 +116,74 @@ def test_bad_inputs_are_named(minilm):
     assert isinstance(
         BertModel(BertConfig(num_hidden_layers=1, hidden_size=8, num_attention_heads=2)), BertModel
     )
+
+
+def test_pretraining_heads_and_losses_equal_hugging_face():
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(
+        vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=40, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    hf = transformers.BertForPreTraining(cfg).double().eval()
+    ours = BertForPreTraining.from_hf(hf).double()
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 97, (3, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, 9:] = 0
+    types = (torch.arange(12) >= 6).long().expand(3, 12)
+    inputs, labels = mlm_mask(ids, mask_id=4, vocab_size=97, special_ids=(0, 1, 2), attention_mask=mask,
+                              probability=0.3, generator=g)  # fmt: skip
+    nsp = torch.tensor([0, 1, 0])
+    with torch.no_grad():
+        mlm_logits, nsp_logits, loss = ours(inputs, mask, types, mlm_labels=labels, nsp_labels=nsp)
+        ref = hf(
+            input_ids=inputs,
+            attention_mask=mask,
+            token_type_ids=types,
+            labels=labels,
+            next_sentence_label=nsp,
+        )
+    torch.testing.assert_close(mlm_logits, ref.prediction_logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(nsp_logits, ref.seq_relationship_logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(loss, ref.loss, rtol=0, atol=1e-6)
+
+
+def test_mlm_mask_is_80_10_10_and_never_touches_special_tokens():
+    from scipy.stats import chisquare
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(10, 1000, (200, 128), generator=g)
+    ids[:, 0], ids[:, -1] = 1, 2  # [CLS], [SEP]
+    mask = torch.ones_like(ids)
+    mask[:, 100:] = 0
+    inputs, labels = mlm_mask(ids, mask_id=3, vocab_size=1000, special_ids=(1, 2), attention_mask=mask,
+                              generator=g)  # fmt: skip
+    chosen = labels != -100
+    assert not chosen[:, 0].any() and not chosen[:, 100:].any()
+    assert torch.equal(labels[chosen], ids[chosen])
+    n_maskable = int(mask[:, 1:].sum())
+    rate = chosen.sum().item() / n_maskable
+    assert abs(rate - 0.15) < 0.01, rate
+    as_mask = (inputs[chosen] == 3).sum().item()
+    kept = (inputs[chosen] == ids[chosen]).sum().item()
+    other = (
+        chosen.sum().item() - as_mask - kept
+    )  # random ids (a random id equal to the original counts as kept)
+    n = chosen.sum().item()
+    expected = [0.8 * n, 0.1 * n + 0.1 * n / 1000, 0.1 * n * 999 / 1000]
+    assert chisquare([as_mask, kept, other], expected).pvalue > 1e-4
+    assert torch.equal(inputs[~chosen], ids[~chosen])
+
+
+def test_nsp_pairs_are_half_next_half_random():
+    docs = [[f"d{d}s{s}" for s in range(5)] for d in range(4)]
+    pairs = nsp_pairs(docs, 40, generator=torch.Generator().manual_seed(0))
+    assert sum(label for *_, label in pairs) == 20
+    for a, b, label in pairs:
+        da, sa = map(int, a[1:].split("s"))
+        db, sb = map(int, b[1:].split("s"))
+        assert (label == 0) == (da == db and sb == sa + 1)
+        if label == 1:
+            assert da != db
+    with pytest.raises(ValueError, match="documents"):
+        nsp_pairs([["only one"]], 2)

@@ -34,11 +34,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from companion._validate import check_positive_int, check_tensor
+from companion.losses import lm_loss
 from companion.nn.block import TransformerBlock
 from companion.nn.norms import make_norm
 from companion.nn.positional import LearnedPositionalEmbedding
 
-__all__ = ["BertConfig", "BertModel", "batch_encode", "load_bert", "mean_pool", "sentence_embeddings"]
+__all__ = [
+    "BertConfig",
+    "BertForPreTraining",
+    "BertModel",
+    "batch_encode",
+    "load_bert",
+    "mean_pool",
+    "mlm_mask",
+    "nsp_pairs",
+    "sentence_embeddings",
+]
 
 
 @dataclass(frozen=True)
@@ -349,3 +360,168 @@ def sentence_embeddings(
         hidden, _ = model(ids, mask)
         out.append(F.normalize(mean_pool(hidden, mask).float(), dim=-1))
     return torch.cat(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# pretraining: masked language modelling and next-sentence prediction
+# ------------------------------------------------------------------------------------------------
+class BertForPreTraining(nn.Module):
+    """BERT with its two pretraining heads (Devlin et al., 2019, §3.1).
+
+    * MLM: ``logits = LN(GELU(h W_t + b_t)) Eᵀ + b``, with ``E`` the word-embedding matrix (tied);
+    * NSP: ``logits = pooled W_s + b_s``, two classes (0: B follows A, 1: B is a random sentence).
+
+    Args:
+        config: a :class:`BertConfig` with ``add_pooler=True``.
+        device, dtype: of the parameters.
+    """
+
+    def __init__(
+        self,
+        config: BertConfig,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if not config.add_pooler:
+            raise ValueError("config: next-sentence prediction reads the pooler; set add_pooler=True")
+        kw = {"device": device, "dtype": dtype}
+        d = config.hidden_size
+        self.bert = BertModel(config, **kw)
+        self.transform = nn.Linear(d, d, **kw)
+        self.transform_norm = make_norm("layernorm", d, config.layer_norm_eps, fused=True, **kw)
+        self.mlm_bias = nn.Parameter(torch.zeros(config.vocab_size, **kw))
+        self.nsp = nn.Linear(d, 2, **kw)
+        self._gelu = "tanh" if config.hidden_act == "gelu_tanh" else "none"
+
+    @classmethod
+    def from_hf(cls, hf_model: Any, **overrides: Any) -> BertForPreTraining:
+        """An equal model from a Hugging Face ``BertForPreTraining`` (weights copied)."""
+        config = BertConfig.from_hf_dict(hf_model.config.to_dict(), add_pooler=True, **overrides)
+        model = cls(config)
+        heads = {
+            "cls.predictions.transform.dense.weight": "transform.weight",
+            "cls.predictions.transform.dense.bias": "transform.bias",
+            "cls.predictions.transform.LayerNorm.weight": "transform_norm.weight",
+            "cls.predictions.transform.LayerNorm.bias": "transform_norm.bias",
+            "cls.predictions.bias": "mlm_bias",
+            "cls.seq_relationship.weight": "nsp.weight",
+            "cls.seq_relationship.bias": "nsp.bias",
+        }
+        state = {}
+        for name, w in hf_model.state_dict().items():
+            if name in heads:
+                state[heads[name]] = w
+            elif name.startswith("bert.") and _companion_name(name) is not None:
+                state["bert." + _companion_name(name)] = w
+        model.load_state_dict(state)  # strict: every weight of ours must come from the HF model
+        return model.to(hf_model.device).eval()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        *,
+        mlm_labels: torch.Tensor | None = None,
+        nsp_labels: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Returns ``(mlm_logits (B, T, V), nsp_logits (B, 2), loss)``.
+
+        The loss is the mean cross-entropy over the masked positions (``mlm_labels != -100``) plus the
+        NSP cross-entropy, for whichever labels are given (None without labels).
+        """
+        hidden, pooled = self.bert(input_ids, attention_mask, token_type_ids)
+        h = self.transform_norm(F.gelu(self.transform(hidden), approximate=self._gelu))
+        mlm_logits = F.linear(h, self.bert.word_embeddings.weight, self.mlm_bias)
+        nsp_logits = self.nsp(pooled)
+        loss = None
+        if mlm_labels is not None:
+            loss = lm_loss(mlm_logits, mlm_labels)
+        if nsp_labels is not None:
+            nsp = F.cross_entropy(nsp_logits, nsp_labels)
+            loss = nsp if loss is None else loss + nsp
+        return mlm_logits, nsp_logits, loss
+
+
+def mlm_mask(
+    input_ids: torch.Tensor,
+    *,
+    mask_id: int,
+    vocab_size: int,
+    special_ids: Sequence[int] = (),
+    attention_mask: torch.Tensor | None = None,
+    probability: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masking: choose each maskable token with ``probability``; of the chosen, 80% become
+    ``[MASK]``, 10% a random token, 10% stay as they are. Special tokens and padding are never chosen.
+
+    Why not always ``[MASK]``: the token never appears at fine-tuning time, so a model trained only on
+    it would learn nothing useful about the representation of *real* tokens at the predicted positions.
+
+    Args:
+        input_ids: ``(B, T)`` ids.
+        mask_id: the id of ``[MASK]``.
+        vocab_size: random replacements are drawn from ``[0, vocab_size)``.
+        special_ids: ids never masked (``[CLS]``, ``[SEP]``, ``[PAD]``).
+        attention_mask: ``(B, T)``; positions where it is 0 are never masked.
+        probability: the selection rate (BERT: 0.15).
+        generator: for reproducible masks.
+
+    Returns:
+        ``(inputs, labels)``: the corrupted ids, and the original ids at the chosen positions with
+        ``-100`` elsewhere (the loss ignores them).
+    """
+    check_tensor("input_ids", input_ids, ndim=2)
+    if not 0 < probability < 1:
+        raise ValueError(f"probability: expected a number in (0, 1), got {probability!r}")
+    check_positive_int("vocab_size", vocab_size)
+    device = input_ids.device
+    maskable = ~torch.isin(input_ids, torch.tensor(list(special_ids), dtype=input_ids.dtype, device=device))
+    if attention_mask is not None:
+        maskable &= attention_mask.bool()
+    u = torch.rand(input_ids.shape, generator=generator, device=device)
+    chosen = maskable & (u < probability)
+    # One more uniform per position splits the chosen ones 80 / 10 / 10.
+    v = torch.rand(input_ids.shape, generator=generator, device=device)
+    random_ids = torch.randint(0, vocab_size, input_ids.shape, generator=generator, device=device)
+    inputs = torch.where(chosen & (v < 0.8), torch.full_like(input_ids, mask_id), input_ids)
+    inputs = torch.where(chosen & (v >= 0.8) & (v < 0.9), random_ids, inputs)
+    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+    return inputs, labels
+
+
+def nsp_pairs(
+    documents: Sequence[Sequence[str]], n_pairs: int, *, generator: torch.Generator | None = None
+) -> list[tuple[str, str, int]]:
+    """Next-sentence-prediction examples: ``(A, B, label)`` with label 0 when ``B`` is the sentence
+    that follows ``A`` in its document (half the pairs) and 1 when ``B`` is a random sentence from
+    another document.
+
+    Args:
+        documents: each a list of consecutive sentences; at least two documents, each with at least
+            two sentences.
+        n_pairs: how many pairs to make.
+        generator: for reproducible pairs.
+    """
+    check_positive_int("n_pairs", n_pairs)
+    docs = [list(d) for d in documents]
+    if len(docs) < 2 or any(len(d) < 2 for d in docs):
+        raise ValueError("documents: expected at least 2 documents of at least 2 sentences each")
+    g = generator
+
+    def pick(n: int) -> int:
+        return int(torch.randint(0, n, (1,), generator=g))
+
+    pairs = []
+    for i in range(n_pairs):
+        d = pick(len(docs))
+        s = pick(len(docs[d]) - 1)
+        if i % 2 == 0:
+            pairs.append((docs[d][s], docs[d][s + 1], 0))
+        else:
+            other = (d + 1 + pick(len(docs) - 1)) % len(docs)  # any document but d
+            pairs.append((docs[d][s], docs[other][pick(len(docs[other]))], 1))
+    return pairs
