@@ -238,3 +238,33 @@ def test_mha_key_mask_from_padding_ignores_padded_tokens():
     # the 4-D padding mask as attn_mask is equivalent to key_mask
     out3, _ = mha(x, attn_mask=masks.combine(masks.padding(lengths, t), masks.causal(t)))
     torch.testing.assert_close(out3, out, rtol=1e-12, atol=1e-12)
+
+
+def test_the_three_families_of_masks():
+    from companion.nn.masks import bidirectional, prefix_lm
+
+    assert torch.equal(prefix_lm(5, 0), masks.causal(5)) and torch.equal(prefix_lm(5, 5), bidirectional(5))
+    m = prefix_lm(5, 2)
+    assert m[0, 1] and not m[1, 2] and m[4, 0] and m[4, 4] and not m[2, 3]
+    expected = torch.tensor(
+        [[1, 1, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]],
+        dtype=torch.bool,
+    )
+    assert torch.equal(m, expected)
+    with pytest.raises(ValueError, match="prefix_len"):
+        prefix_lm(3, 4)
+
+
+def test_glm_blank_infilling_reproduces_the_papers_figure():
+    """Du et al. (2022), Figure 2: x1…x6 with spans {x3} and {x5, x6}; Part A = x1 x2 [M] x4 [M],
+    Part B = [S] x5 x6 [S] x3. Positions (1-based in the paper): 1 2 3 4 5 5 5 5 3 3 and
+    0 0 0 0 0 1 2 3 1 2."""
+    from companion.nn.masks import glm_blank_infilling, prefix_lm
+
+    mask, pos1, pos2 = glm_blank_infilling(5, [(4, 2), (2, 1)])
+    assert (pos1 + 1).tolist() == [1, 2, 3, 4, 5, 5, 5, 5, 3, 3]
+    assert pos2.tolist() == [0, 0, 0, 0, 0, 1, 2, 3, 1, 2]
+    assert torch.equal(mask, prefix_lm(10, 5))
+    assert not mask[:5, 5:].any()  # Part A never sees Part B
+    with pytest.raises(ValueError, match=r"spans\[0\]"):
+        glm_blank_infilling(3, [(3, 1)])

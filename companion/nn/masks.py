@@ -3,6 +3,11 @@
 Convention used everywhere in the package: a **boolean mask with True = may attend**, the same
 convention as ``torch.nn.functional.scaled_dot_product_attention``. Masks broadcast against the score
 tensor of shape ``(B, H, T_q, T_k)``; combining masks is a logical AND (the union of blocked entries).
+
+The masks that define the three families of language models are one family here:
+:func:`bidirectional` (an encoder: BERT), :func:`causal` (a decoder: GPT) and :func:`prefix_lm`
+(bidirectional over a prefix, causal after it: UniLM, T5's prefix-LM variant, GLM), with
+:func:`glm_blank_infilling` building GLM's mask and its two position ids.
 """
 
 from __future__ import annotations
@@ -13,7 +18,77 @@ import torch
 
 from companion._validate import check_positive_int
 
-__all__ = ["block_sparse", "causal", "combine", "padding", "sliding_window"]
+__all__ = [
+    "bidirectional",
+    "block_sparse",
+    "causal",
+    "combine",
+    "glm_blank_infilling",
+    "padding",
+    "prefix_lm",
+    "sliding_window",
+]
+
+
+def bidirectional(
+    t_q: int, t_k: int | None = None, *, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """The encoder's mask: every query may attend to every key (combine with :func:`padding`)."""
+    check_positive_int("t_q", t_q)
+    t_k = t_q if t_k is None else check_positive_int("t_k", t_k)
+    return torch.ones(t_q, t_k, dtype=torch.bool, device=device)
+
+
+def prefix_lm(t: int, prefix_len: int, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """Prefix-LM mask: positions ``< prefix_len`` see the whole prefix (bidirectionally); every later
+    position sees the prefix and the positions up to itself (causally). ``prefix_len = 0`` is
+    :func:`causal`, ``prefix_len = t`` is :func:`bidirectional`.
+
+    Returns:
+        Bool ``(t, t)``: key ``j`` visible from query ``i`` iff ``j < prefix_len`` or ``j <= i``.
+    """
+    check_positive_int("t", t)
+    if isinstance(prefix_len, bool) or not isinstance(prefix_len, int) or not 0 <= prefix_len <= t:
+        raise ValueError(f"prefix_len: expected an int in [0, t={t}], got {prefix_len!r}")
+    j = torch.arange(t, device=device)
+    return (j[None, :] < prefix_len) | (j[None, :] <= j[:, None])
+
+
+def glm_blank_infilling(
+    len_a: int, spans: Sequence[tuple[int, int]], *, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """GLM's autoregressive blank infilling (Du et al., "GLM: General Language Model Pretraining with
+    Autoregressive Blank Infilling", 2022): the mask and the 2-D positions of ``[Part A | Part B]``.
+
+    Part A is the corrupted text, ``len_a`` tokens, each blanked span replaced by one ``[MASK]``;
+    Part B is the spans, each as ``[START] s_1 … s_n`` (predicting ``s_1 … s_n [END]``). Part A sees all
+    of Part A; a Part B token sees Part A and the Part B tokens up to itself — a prefix-LM mask with
+    prefix ``len_a``. Position 1 is the position in Part A (for a span's tokens: its ``[MASK]``'s);
+    position 2 is 0 in Part A and ``1 … n + 1`` within a span.
+
+    Args:
+        len_a: the length of Part A.
+        spans: ``(mask_position, n)`` per span, in Part B's order: the ``[MASK]``'s index in Part A and
+            the span's length.
+
+    Returns:
+        ``(mask (T, T) bool, position_1 (T,), position_2 (T,))`` with ``T = len_a + Σ (n + 1)``.
+    """
+    check_positive_int("len_a", len_a)
+    pos1, pos2 = list(range(len_a)), [0] * len_a
+    for k, (where, n) in enumerate(spans):
+        if not (isinstance(where, int) and 0 <= where < len_a and isinstance(n, int) and n >= 1):
+            raise ValueError(
+                f"spans[{k}]: expected (mask position in [0, {len_a}), length >= 1), got {(where, n)!r}"
+            )
+        pos1 += [where] * (n + 1)
+        pos2 += list(range(1, n + 2))
+    t = len(pos1)
+    return (
+        prefix_lm(t, len_a, device=device),
+        torch.tensor(pos1, device=device),
+        torch.tensor(pos2, device=device),
+    )
 
 
 def causal(
