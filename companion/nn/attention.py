@@ -78,6 +78,8 @@ class GroupedQueryAttention(nn.Module):
             queries and keys before caching (RoPE); self-attention only.
         kernel: ``"explicit"`` or ``"sdpa"`` (see the module docstring). ``"sdpa"`` falls back to the
             explicit kernel when the weights are requested.
+        scale: the score scale (default ``1 / sqrt(d_h)``; T5 uses 1, having folded it into the
+            initialization of ``W_Q``).
         sinks: add one learned *sink* logit ``s_h`` per query head (GPT-OSS, 2025): the softmax runs
             over the scores and ``s_h``, whose share of the probability is thrown away, so a head can
             put weight "nowhere" and its weights over the real keys sum to less than 1. Implemented as
@@ -101,6 +103,7 @@ class GroupedQueryAttention(nn.Module):
         dropout: float = 0.0,
         rotary: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         kernel: str = "explicit",
+        scale: float | None = None,
         sinks: bool = False,
         layer_idx: int = 0,
         device: torch.device | str | None = None,
@@ -131,6 +134,11 @@ class GroupedQueryAttention(nn.Module):
         self.kv_dim = d_model if kv_dim is None else check_positive_int("kv_dim", kv_dim)
         self.dropout = check_probability("dropout", dropout)
         self.kernel = kernel
+        if scale is not None and (
+            isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0
+        ):
+            raise ValueError(f"scale: expected a number > 0 (or None for 1/sqrt(head_dim)), got {scale!r}")
+        self.scale = scale
         self.rotary = rotary
         self.layer_idx = layer_idx
         kw = {"device": device, "dtype": dtype}
@@ -261,7 +269,8 @@ class GroupedQueryAttention(nn.Module):
 
         # "sdpa" returns no weights: asked for them, use the explicit kernel.
         kernel = ATTENTION_KERNELS["explicit" if need_weights else self.kernel]
-        out, weights = kernel(q, k, v, allowed, attn_bias, is_causal=is_causal, dropout_p=p)
+        scale = {} if self.scale is None else {"scale": self.scale}  # custom kernels need not take it
+        out, weights = kernel(q, k, v, allowed, attn_bias, is_causal=is_causal, dropout_p=p, **scale)
         out = self.out_proj(out.transpose(1, 2).reshape(b, t, h * d))
         if need_weights and self.sinks is not None:
             weights = weights[..., 1:]  # the sink's share is not a key's

@@ -66,6 +66,10 @@ class TransformerBlock(nn.Module):
             is_causal=…)`` (plus ``attn_bias``, ``kv_cache``, ``positions`` when the caller passes them);
             default :class:`~companion.nn.attention.GroupedQueryAttention`.
         causal: use a causal mask in self-attention (decoder); False for an encoder.
+        cross_attention: add a cross-attention sublayer between self-attention and the FFN (the
+            decoder of an encoder–decoder: T5, BART), with its own norm ``ln_cross``; its queries come
+            from the block's stream, its keys and values from the ``context`` passed to :meth:`forward`.
+        scale: the attention score scale of the default attentions (None: ``1 / sqrt(d_h)``).
         eps: norm epsilon; None keeps the norm's default.
         alpha: DeepNorm's residual weight α (only with ``norm_position="deepnorm"``); apply the
             matching β initialization with :func:`deepnorm_init_`.
@@ -102,6 +106,8 @@ class TransformerBlock(nn.Module):
         attention: torch.nn.Module | None = None,
         feed_forward: torch.nn.Module | None = None,
         causal: bool = True,
+        cross_attention: bool = False,
+        scale: float | None = None,
         eps: float | None = None,
         alpha: float = 1.0,
         kernel: str = "explicit",
@@ -141,9 +147,20 @@ class TransformerBlock(nn.Module):
         if attention is None:
             attention = GroupedQueryAttention(
                 d_model, n_heads, n_kv_heads, bias=bias, dropout=dropout, rotary=rotary, kernel=kernel,
-                layer_idx=layer_idx, **kw,
+                scale=scale, layer_idx=layer_idx, **kw,
             )  # fmt: skip
         self.attn = attention
+        if cross_attention:
+            if norm_position in ("sandwich", "deepnorm"):
+                raise ValueError(
+                    f"cross_attention: supported with 'pre' and 'post' norms, got {norm_position!r}"
+                )
+            self.ln_cross = new_norm()
+            self.cross_attn = GroupedQueryAttention(
+                d_model, n_heads, n_heads, bias=bias, dropout=dropout, kernel=kernel, scale=scale, **kw
+            )
+        else:
+            self.cross_attn = None
         self.ln_2 = new_norm()
         if feed_forward is None:
             feed_forward = make_ffn(ffn, d_model, d_hidden, activation=activation, bias=bias, **kw)
@@ -165,6 +182,9 @@ class TransformerBlock(nn.Module):
         attn_bias: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
         positions: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
+        cross_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Apply the block.
 
@@ -175,6 +195,9 @@ class TransformerBlock(nn.Module):
             attn_bias: optional float bias added to the attention scores (ALiBi), ``(…, T, T_k)``.
             kv_cache: a :class:`~companion.nn.kv_cache.KVCache` for incremental decoding.
             positions: ``(T,)`` absolute positions for the rotary embedding.
+            context: ``(B, T_src, d_model)`` encoder output for the cross-attention sublayer.
+            context_mask: ``(B, T_src)`` bool, True at the context's real tokens.
+            cross_bias: optional float bias added to the cross-attention scores.
 
         Returns:
             ``(B, T, d_model)``.
@@ -190,6 +213,15 @@ class TransformerBlock(nn.Module):
             out = self.attn(h, key_mask=key_mask, attn_mask=attn_mask, is_causal=self.causal, **extra)
             return out[0] if isinstance(out, tuple) else out
 
+        if (context is None) != (self.cross_attn is None):
+            raise ValueError(
+                "context: a block with cross_attention needs the encoder output as context, and a block "
+                "without it takes none"
+            )
+
+        def cross(h: torch.Tensor) -> torch.Tensor:
+            return self.cross_attn(h, context, key_mask=context_mask, attn_bias=cross_bias)[0]
+
         def ffn(h: torch.Tensor) -> torch.Tensor:
             out = self.mlp(h)
             if isinstance(out, tuple):  # a mixture of experts: (y, load-balancing loss)
@@ -200,9 +232,13 @@ class TransformerBlock(nn.Module):
         pos = self.norm_position
         if pos == "pre":
             x = x + drop(attend(self.ln_1(x)))
+            if context is not None:
+                x = x + drop(cross(self.ln_cross(x)))
             return x + drop(ffn(self.ln_2(x)))
         if pos == "post":
             x = self.ln_1(x + drop(attend(x)))
+            if context is not None:
+                x = self.ln_cross(x + drop(cross(x)))
             return self.ln_2(x + drop(ffn(x)))
         if pos == "sandwich":
             x = x + drop(self.ln_1_post(attend(self.ln_1(x))))

@@ -210,6 +210,7 @@ def explicit_attention(
     *,
     is_causal: bool = False,
     dropout_p: float = 0.0,
+    scale: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``"explicit"`` kernel: :func:`scaled_dot_product_attention` over grouped heads.
 
@@ -220,6 +221,7 @@ def explicit_attention(
         is_causal: also block keys after each query, bottom-right aligned (query ``i`` sees keys
             ``<= T_k - T + i``, as when the first ``T_k - T`` keys come from a cache).
         dropout_p: dropout on the weights.
+        scale: score scale; default ``1 / sqrt(d_k)`` (T5 uses 1).
 
     Returns:
         ``(out (B, H, T, d_v), weights (B, H, T, T_k))``.
@@ -243,7 +245,7 @@ def explicit_attention(
             minus_inf = torch.tensor(float("-inf"), dtype=q.dtype, device=q.device)
             float_mask = torch.where(mask, float_mask, minus_inf)
         mask = float_mask
-    out, weights = scaled_dot_product_attention(qg, k, v, mask=mask, dropout_p=dropout_p)
+    out, weights = scaled_dot_product_attention(qg, k, v, mask=mask, dropout_p=dropout_p, scale=scale)
     return out.reshape(b, h, t, v.shape[-1]), weights.reshape(b, h, t, t_k)
 
 
@@ -256,6 +258,7 @@ def sdpa_attention(
     *,
     is_causal: bool = False,
     dropout_p: float = 0.0,
+    scale: float | None = None,
 ) -> tuple[torch.Tensor, None]:
     """The ``"sdpa"`` kernel: PyTorch's fused ``F.scaled_dot_product_attention``; arguments as for
     :func:`explicit_attention`, and no weights (``None``).
@@ -277,12 +280,19 @@ def sdpa_attention(
         mask = bias.to(q.dtype) if mask is None else bias.to(q.dtype).masked_fill(~mask, float("-inf"))
     if _SDPA_HAS_GQA:
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=n_rep > 1
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=dropout_p,
+            is_causal=is_causal,
+            scale=scale,
+            enable_gqa=n_rep > 1,
         )
     else:
         k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
         )
     return out, None
 
