@@ -36,6 +36,8 @@ PUBLISHED = {
     "bloom-176b": 176_247_271_424,  # bigscience/bloom model card
     "t5-base": 222_903_552,  # T5ForConditionalGeneration("t5-base")
     "bert-base": 109_482_240 - (768 * 768 + 768),  # BertModel("bert-base-uncased") less its pooler
+    "roberta-base": 124_645_632 - (768 * 768 + 768),  # RobertaModel("roberta-base") less its pooler
+    "albert-base-v2": 11_683_584 - (768 * 768 + 768),  # AlbertModel("albert-base-v2") less its pooler
     "smollm2-135m": 134_515_008,  # the local GGUF's tensors (test_smollm2_agrees_with_the_local_gguf)
 }
 # Rounded counts the papers and READMEs state: (claim, relative tolerance).
@@ -180,12 +182,13 @@ def test_a_dense_config_reduces_to_param_count(name):
     cfg = REGISTRY[name]
     total, active = param_count_moe(cfg)
     assert total == param_count(cfg)
-    lookups = cfg.n_token_types * cfg.d_model
+    width = cfg.embedding_dim or cfg.d_model  # ALBERT's tables are E wide (its E → d projection is a product)
+    lookups = cfg.n_token_types * width
     lookups += (2 if cfg.layout is configs.Layout.ENCODER_DECODER else 1) * (
-        cfg.context * cfg.d_model if cfg.pos is Position.LEARNED else 0
+        cfg.context * width if cfg.pos is Position.LEARNED else 0
     )
     if cfg.layout is configs.Layout.ENCODER or not cfg.tied_embeddings:
-        lookups += cfg.vocab_size * cfg.d_model  # an untied input embedding is only looked up
+        lookups += cfg.vocab_size * width  # an untied input embedding is only looked up
     assert active == total - lookups
 
 
@@ -402,3 +405,28 @@ def test_bad_types_and_citations():
     )
     uncited = dataclasses.replace(REGISTRY["gpt-2"], sources={"pos": "paper, 2019"})
     assert "pos" not in configs.missing_sources(uncited) and "d_model" in configs.missing_sources(uncited)
+
+
+def test_albert_and_roberta_counts_equal_transformers_models():
+    """ALBERT's factorized embedding and cross-layer sharing, and RoBERTa's tables, against the models
+    transformers builds from the same configurations (on the meta device: no memory)."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    with torch.device("meta"):
+        albert = transformers.AlbertModel(
+            transformers.AlbertConfig(
+                vocab_size=30000, embedding_size=128, hidden_size=768, num_hidden_layers=12,
+                num_attention_heads=12, intermediate_size=3072,
+            ),
+            add_pooling_layer=False,
+        )  # fmt: skip
+        roberta = transformers.RobertaModel(
+            transformers.RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1),
+            add_pooling_layer=False,
+        )
+    for name, model in (("albert-base-v2", albert), ("roberta-base", roberta)):
+        assert param_count(REGISTRY[name]) == sum(p.numel() for p in model.parameters()), name
+    unshared = dataclasses.replace(REGISTRY["albert-base-v2"], shared_layers=False)
+    layer = 4 * (768 * 768 + 768) + 2 * (2 * 768) + (768 * 3072 + 3072) + (3072 * 768 + 768)
+    assert param_count(unshared) - param_count(REGISTRY["albert-base-v2"]) == 11 * layer

@@ -162,7 +162,10 @@ CATEGORICAL_FIELDS: Mapping[str, type[Enum]] = MappingProxyType({
     "layout": Layout, "pos": Position, "norm": Norm, "norm_position": NormPosition, "act": Activation,
     "attn": Attention, "attn_pattern": AttentionPattern, "bias": Bias, "rope_scaling": RopeScaling,
 })  # fmt: skip
-_BOOLS = ("tied_embeddings", "norm_bias", "final_norm", "embedding_norm", "attention_sinks", "router_bias")
+_BOOLS = (
+    "tied_embeddings", "norm_bias", "final_norm", "embedding_norm", "attention_sinks", "router_bias",
+    "shared_layers",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,9 @@ class ArchConfig:
             per head in every softmax (GPT-OSS).
         n_experts, top_k, expert_d_ff, router_bias: the mixture of experts (0: dense).
         tokenizer_vocab: the tokenizer's vocabulary when the embedding has padding rows (BLOOM).
+        embedding_dim: ALBERT's factorized embedding width ``E`` (0: ``d_model``): the tables are
+            ``V·E`` and a projection ``E·d (+ d)`` brings them to the model width.
+        shared_layers: ALBERT's cross-layer sharing: the ``n_layers`` layers are one set of weights.
         notes: a short margin note (caveats, numbers we could not verify).
         sources: ``field -> citation`` for every field in :data:`CITED_FIELDS` (see :func:`cite`).
     """
@@ -230,6 +236,8 @@ class ArchConfig:
     expert_d_ff: int = 0
     router_bias: bool = False
     tokenizer_vocab: int | None = None
+    embedding_dim: int = 0
+    shared_layers: bool = False
     notes: str = field(default="", compare=False)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -378,15 +386,25 @@ def param_breakdown(cfg: ArchConfig) -> dict[str, tuple[int, int]]:
     attn += {Bias.NONE: 0, Bias.QKV: (h + 2 * g) * dh, Bias.ALL: (h + 2 * g) * dh + d}[c.bias]
     norm = d * (2 if c.norm is Norm.LAYERNORM and c.norm_bias else 1)
     per_layer_norms = 1 if c.norm_position is NormPosition.PRE_PARALLEL else 2
-    norms = norm * (layers * per_layer_norms + cross + stacks * (c.final_norm + c.embedding_norm))
+    e = c.embedding_dim or d  # ALBERT factorizes the tables: V·E, then an E → d projection
+    stored = 1 if c.shared_layers else layers  # ALBERT: one set of layer weights, used n_layers times
+    embedding_norm = e * (2 if c.norm is Norm.LAYERNORM and c.norm_bias else 1)
+    norms = (
+        norm * (stored * per_layer_norms + cross + stacks * c.final_norm)
+        + stacks * c.embedding_norm * embedding_norm
+    )
     has_head = c.layout is not Layout.ENCODER
-    embedding = c.vocab_size * d
-    tables = stacks * (c.context * d if c.pos is Position.LEARNED else 0) + c.n_token_types * d
+    embedding = c.vocab_size * e
+    tables = stacks * (c.context * e if c.pos is Position.LEARNED else 0) + c.n_token_types * e
+    projection = e * d + (d if c.bias is Bias.ALL else 0) if e != d else 0
     out = {
-        "embedding": (embedding, embedding if (has_head and c.tied_embeddings) else 0),
+        "embedding": (
+            embedding + projection,
+            (embedding if (has_head and c.tied_embeddings) else 0) + projection,
+        ),
         "output": (embedding if has_head and not c.tied_embeddings else 0,) * 2,
         "positions": (tables, 0),
-        "attention": ((layers + cross) * attn + stacks * c.n_position_buckets * h,) * 2,
+        "attention": ((stored + cross) * attn + stacks * c.n_position_buckets * h,) * 2,
         "norms": (norms, norms),
     }
     bias = c.bias is Bias.ALL
@@ -395,7 +413,7 @@ def param_breakdown(cfg: ArchConfig) -> dict[str, tuple[int, int]]:
         out["experts"] = (layers * c.n_experts * expert, layers * c.top_k * expert)
         out["router"] = (layers * (d * c.n_experts + (c.n_experts if c.router_bias else 0)),) * 2
     else:
-        out["ffn"] = (layers * ffn_param_count(d, c.d_ff, gated=c.gated, bias=bias),) * 2
+        out["ffn"] = (stored * ffn_param_count(d, c.d_ff, gated=c.gated, bias=bias),) * 2
     return out
 
 
@@ -562,6 +580,26 @@ REGISTRY: Mapping[str, ArchConfig] = _Registry([
         embedding_norm=True, n_token_types=2,
         notes="Counted as BertModel without pooler (+590 592 gives transformers' 109 482 240) or MLM head.",
         sources=cite({_BERT: _ARCH, "google-bert/bert-base-uncased config.json": "*"})),
+    ArchConfig(
+        "roberta-base", 2019, L.ENCODER, R.LEARNED, LN, P.POST, A.GELU, MHA,
+        n_layers=12, d_model=768, n_heads=12, n_kv_heads=12, head_dim=64, d_ff=3072, vocab_size=50_265,
+        context=514, tied_embeddings=True, bias=Bias.ALL, norm_eps=1e-5, final_norm=False,
+        embedding_norm=True, n_token_types=1,
+        notes="BERT's architecture retrained: no NSP, dynamic masking, byte-level BPE (50K), more data and "
+              "larger batches. 514 position rows: positions start after the padding index (1) + 1.",
+        sources=cite({'Liu et al., "RoBERTa: A Robustly Optimized BERT Pretraining Approach", 2019': _ARCH,
+                      "FacebookAI/roberta-base config.json": "*"})),
+    ArchConfig(
+        "albert-base-v2", 2020, L.ENCODER, R.LEARNED, LN, P.POST, A.GELU_TANH, MHA,
+        n_layers=12, d_model=768, n_heads=12, n_kv_heads=12, head_dim=64, d_ff=3072, vocab_size=30_000,
+        context=512, tied_embeddings=True, bias=Bias.ALL, norm_eps=1e-12, final_norm=False,
+        embedding_norm=True, n_token_types=2, embedding_dim=128, shared_layers=True,
+        notes="Factorized embeddings (V·E + E·d with E = 128) and one set of layer weights shared by all "
+              "12 layers: 11.1M parameters for BERT-base's shape (BERT-base: 108.9M). Sentence-order "
+              "prediction replaces NSP.",
+        sources=cite({'Lan et al., "ALBERT: A Lite BERT for Self-supervised Learning of Language '
+                      'Representations", 2020': _ARCH + " embedding_dim shared_layers",
+                      "albert/albert-base-v2 config.json": "*"})),
     ArchConfig(
         "gpt-2", 2019, L.DECODER, R.LEARNED, LN, P.PRE, A.GELU_TANH, MHA,
         n_layers=12, d_model=768, n_heads=12, n_kv_heads=12, head_dim=64, d_ff=3072, vocab_size=50_257,
