@@ -30,7 +30,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,8 +37,12 @@ from pathlib import Path
 import torch
 
 # Running the script puts benchmarks/ first on sys.path, where benchmarks/tokenizers.py would shadow
-# the `tokenizers` package that transformers imports.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# the `tokenizers` package that transformers imports: load the shared harness, then drop the folder.
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _harness import alternate, peak_rss_mib, ratio_summary, spawn_child  # noqa: E402
+
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 from companion import hub  # noqa: E402
 from companion.generate import generate  # noqa: E402
@@ -108,8 +111,6 @@ def prefill_hf(model, idx: torch.Tensor) -> torch.Tensor:
 
 def child(side: str, dtype: str, device: str, threads: int, prefill: int) -> None:
     """Load one side, run a prefill and 32 decode steps, print JSON with load seconds and peak RSS."""
-    import resource
-
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     if side == "ours":
@@ -126,8 +127,7 @@ def child(side: str, dtype: str, device: str, threads: int, prefill: int) -> Non
     else:
         prefill_hf(model, idx)
         decode_hf(model, prompt, 32)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    print(json.dumps({"load_s": load_s, "peak_rss_mib": peak_mib}))
+    print(json.dumps({"load_s": load_s, "peak_rss_mib": peak_rss_mib()}))
 
 
 def _text_ids(tok, n: int, device: str) -> torch.Tensor:
@@ -138,34 +138,8 @@ def _text_ids(tok, n: int, device: str) -> torch.Tensor:
 
 
 def _spawn(side: str, args: argparse.Namespace, threads: int) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--child", side, "--dtype", args.dtype, "--device", args.device,
-           "--threads", str(threads), "--prefill", str(args.prefill)]  # fmt: skip
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def _timed(fn, device: str) -> float:
-    _sync(device)
-    t0 = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - t0
-
-
-def ratio_summary(ours_s: list[float], hf_s: list[float]) -> str:
-    """The median of the per-round speed ratios ``hf_time / our_time`` (and its range)."""
-    if len(ours_s) != len(hf_s) or not ours_s:
-        raise ValueError(
-            f"ours_s, hf_s: expected equally many rounds (>= 1), got {len(ours_s)} and {len(hf_s)}"
-        )
-    ratios = [h / o for o, h in zip(ours_s, hf_s, strict=True)]
-    spread = f" (range {min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
-    return f"{statistics.median(ratios):.2f}x{spread}"
+    return spawn_child(__file__, ["--child", side, "--dtype", args.dtype, "--device", args.device,
+                                  "--threads", str(threads), "--prefill", str(args.prefill)])  # fmt: skip
 
 
 def run(args: argparse.Namespace, threads: int, ours, hf, tok) -> None:
@@ -177,20 +151,16 @@ def run(args: argparse.Namespace, threads: int, ours, hf, tok) -> None:
     a, b = decode_ours(ours, prompt, 8, tok.eos_id), decode_hf(hf, prompt, 8)  # warm-up
     if a.tolist() != b.tolist():
         raise AssertionError(f"the two models decode different tokens: {a.tolist()} vs {b.tolist()}")
-    dec_o, dec_h = [], []
-    for _ in range(args.rounds):
-        dec_o.append(_timed(lambda: decode_ours(ours, prompt, n, tok.eos_id), dev))
-        dec_h.append(_timed(lambda: decode_hf(hf, prompt, n), dev))
+    dec_o, dec_h = alternate(
+        lambda: decode_ours(ours, prompt, n, tok.eos_id), lambda: decode_hf(hf, prompt, n), args.rounds, dev
+    )
     print(f"decode  {n} tokens after a {prompt.shape[1]}-token prompt, batch 1, greedy, KV cache")
     print(f"  companion        {n / statistics.median(dec_o):8.1f} tokens/s")
     print(f"  transformers     {n / statistics.median(dec_h):8.1f} tokens/s")
     print(f"  speed ratio      {ratio_summary(dec_o, dec_h)}  (goal >= 1.5x)")
     idx = _text_ids(tok, args.prefill, dev)
     prefill_ours(ours, idx), prefill_hf(hf, idx)  # warm-up
-    pre_o, pre_h = [], []
-    for _ in range(args.rounds):
-        pre_o.append(_timed(lambda: prefill_ours(ours, idx), dev))
-        pre_h.append(_timed(lambda: prefill_hf(hf, idx), dev))
+    pre_o, pre_h = alternate(lambda: prefill_ours(ours, idx), lambda: prefill_hf(hf, idx), args.rounds, dev)
     print(f"prefill {idx.shape[1]} tokens, one forward pass")
     print(f"  companion        {idx.shape[1] / statistics.median(pre_o):8.1f} tokens/s")
     print(f"  transformers     {idx.shape[1] / statistics.median(pre_h):8.1f} tokens/s")

@@ -60,3 +60,14 @@ def test_llama_decode_ratio_and_child_report(capsys):
 
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["load_s"] > 0 and record["peak_rss_mib"] > 100
+
+
+def test_bert_encode_child_reports_load_and_memory(capsys):
+    import json
+
+    bench = load_script("benchmarks/bert_encode.py")
+    ids, mask = bench.batch(4, 16)
+    assert ids.shape == mask.shape == (4, 16) and ids[:, 0].eq(101).all() and ids[:, -1].eq(102).all()
+    bench.child("ours", 1, 4, 16)
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["load_s"] > 0 and record["peak_rss_mib"] > 50
