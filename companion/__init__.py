@@ -11,11 +11,11 @@ versions they verify against and that learners can reuse. One module per idea:
   ``generalization``, ``regularization``, ``optim`` (optimizers and the warm-up + cosine schedule);
 * language models — ``tokenizers`` (one interface: character, BPE, WordPiece, Unigram; chat
   templates), ``nn`` (the one attention module, positions, norms, FFNs, the one Transformer block,
-  efficient attention), ``models`` (GPT and the Llama family with its GGUF loader, built from ``nn``;
-  ``models.configs``, the architecture registry), ``quantize`` (weight-only int8 and Q4_1 layers),
-  ``train`` (the ``Trainer``, data, checkpoints, distributed and mixed-precision pieces, a model
-  trained for a token budget), ``sampling`` (logit processors and the draw), ``generate`` (search and
-  generation with a model), ``scaling`` (scaling laws);
+  efficient attention), ``models`` (GPT, the Llama family with its GGUF loader, BERT and T5/BART,
+  built from ``nn``; ``models.configs``, the architecture registry), ``quantize`` (weight-only
+  int8 and Q4_1 layers), ``train`` (the ``Trainer``, data, checkpoints, distributed and
+  mixed-precision pieces, a model trained for a token budget), ``sampling`` (logit processors and
+  the draw), ``generate`` (search and generation with a model), ``scaling`` (scaling laws);
 * ``grading`` — the exercise grader (``python -m companion.grading``).
 
 Layering: ``nn`` imports no model; ``models`` are built from ``nn``; ``train`` uses ``models`` for its
