@@ -50,6 +50,7 @@ from torch.utils.checkpoint import checkpoint
 
 from companion._validate import check_positive_int, check_probability, check_tensor
 from companion.losses import lm_loss
+from companion.models.decoder_inputs import check_decoder_inputs
 from companion.nn.block import TransformerBlock
 from companion.nn.kv_cache import KVCache
 from companion.nn.norms import LayerNorm, RMSNorm, make_norm
@@ -495,31 +496,14 @@ class GPT(nn.Module):
         Raises:
             ValueError: on ids out of range, or more positions than the learned table has.
         """
-        check_tensor("idx", idx, ndim=2)
-        if idx.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"idx: expected an int64 (or int32) tensor of token ids, got dtype {idx.dtype}")
-        b, t = idx.shape
-        if t == 0:
-            raise ValueError("idx: expected at least one token, got shape (B, 0)")
         c = self.config
-        offset = 0 if kv_cache is None else kv_cache.length
-        if kv_cache is not None:
-            if not isinstance(kv_cache, KVCache):
-                raise TypeError(f"kv_cache: expected a KVCache, got {type(kv_cache).__name__}")
-            if kv_cache.n_layers != c.n_layer or kv_cache.batch_size != b:
-                raise ValueError(
-                    f"kv_cache: built for n_layers={kv_cache.n_layers}, batch_size={kv_cache.batch_size}; "
-                    f"this model has {c.n_layer} layers and idx has batch size {b}"
-                )
+        offset = check_decoder_inputs(idx, c.vocab_size, c.n_layer, kv_cache)
+        t = idx.shape[1]
         if self.wpe is not None and offset + t > c.block_size:
             raise PositionOutOfRangeError(
                 f"idx: positions {offset}…{offset + t - 1} exceed block_size={c.block_size}: the learned "
                 "position table has no row for them (crop the context, or use position='rope'/'alibi')"
             )
-        if not torch.compiler.is_compiling() and idx.numel():
-            lo, hi = int(idx.min()), int(idx.max())
-            if lo < 0 or hi >= c.vocab_size:
-                raise ValueError(f"idx: token ids must be in [0, {c.vocab_size}), got min {lo}, max {hi}")
 
         x = self.wte(idx)  # (B, T, d)
         if self.wpe is not None:

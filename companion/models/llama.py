@@ -49,8 +49,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from companion._validate import check_positive_int, check_tensor
+from companion._validate import check_positive_int
 from companion.losses import lm_loss
+from companion.models.decoder_inputs import check_decoder_inputs
 from companion.nn.attention import GroupedQueryAttention
 from companion.nn.block import TransformerBlock
 from companion.nn.kv_cache import KVCache
@@ -382,26 +383,9 @@ class Llama(nn.Module):
             non-ignored targets plus nothing else (a MoE's balancing loss is in each block's
             ``aux_loss``).
         """
-        check_tensor("idx", idx, ndim=2)
-        if idx.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"idx: expected an int64 (or int32) tensor of token ids, got dtype {idx.dtype}")
-        b, t = idx.shape
-        if t == 0:
-            raise ValueError("idx: expected at least one token, got shape (B, 0)")
         c = self.config
-        if kv_cache is not None:
-            if not isinstance(kv_cache, KVCache):
-                raise TypeError(f"kv_cache: expected a KVCache, got {type(kv_cache).__name__}")
-            if kv_cache.n_layers != c.num_hidden_layers or kv_cache.batch_size != b:
-                raise ValueError(
-                    f"kv_cache: built for n_layers={kv_cache.n_layers}, batch_size={kv_cache.batch_size}; "
-                    f"this model has {c.num_hidden_layers} layers and idx has batch size {b}"
-                )
-        if not torch.compiler.is_compiling():
-            lo, hi = int(idx.min()), int(idx.max())
-            if lo < 0 or hi >= c.vocab_size:
-                raise ValueError(f"idx: token ids must be in [0, {c.vocab_size}), got min {lo}, max {hi}")
-        offset = 0 if kv_cache is None else kv_cache.length
+        offset = check_decoder_inputs(idx, c.vocab_size, c.num_hidden_layers, kv_cache)
+        t = idx.shape[1]
         window = None
         if c.sliding_window is not None and offset + t > c.sliding_window:
             window = sliding_window(t, offset + t, window=c.sliding_window, offset=offset, device=idx.device)
