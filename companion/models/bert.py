@@ -66,7 +66,8 @@ class BertConfig:
         type_vocab_size: segment types (2: sentence A and B).
         layer_norm_eps: of every LayerNorm (MiniLM: 1e-12).
         hidden_act: ``"gelu"`` (exact erf, BERT's) or ``"gelu_tanh"``.
-        hidden_dropout_prob, attention_probs_dropout_prob: dropout in training.
+        hidden_dropout_prob: dropout on the embeddings and sublayer outputs in training.
+        attention_probs_dropout_prob: dropout on the attention weights in training.
         pad_token_id: id of ``[PAD]``.
         add_pooler: include the ``[CLS]`` pooler ``tanh(W h + b)`` (NSP's input).
         fused_attention: PyTorch's fused ``scaled_dot_product_attention`` (else the explicit kernel).
@@ -133,7 +134,8 @@ class BertModel(nn.Module):
         device, dtype: of the parameters (``device="meta"`` allocates nothing; the loader assigns them).
 
     Attributes:
-        word_embeddings, token_type_embeddings: ``nn.Embedding`` tables.
+        word_embeddings: the ``nn.Embedding`` token table.
+        token_type_embeddings: the ``nn.Embedding`` segment table.
         position_embeddings: a :class:`~companion.nn.positional.LearnedPositionalEmbedding`.
         embedding_norm: the LayerNorm after the three embeddings are summed.
         layers: ``L`` Post-LN :class:`~companion.nn.block.TransformerBlock` s.

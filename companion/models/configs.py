@@ -177,11 +177,15 @@ class ArchConfig:
     """One architecture. Sizes follow the official config; see the module docstring for the counting.
 
     Attributes:
-        name, year: registry key and year of publication.
-        layout, pos, norm, norm_position, act, attn, attn_pattern, bias, rope_scaling: enum members.
+        name: the registry key.
+        year: of publication.
+        layout: a :class:`Layout` (and ``pos``, ``norm``, ``norm_position``, ``act``, ``attn``,
+            ``attn_pattern``, ``bias``, ``rope_scaling``: members of their enums).
         n_layers: ``L`` (per stack for an encoder–decoder).
-        d_model, n_heads, n_kv_heads, head_dim: ``d``, ``H``, ``G``, ``d_h`` (``H·d_h`` may differ from
-            ``d``: PaLM, GPT-OSS).
+        d_model: ``d``.
+        n_heads: ``H`` query heads.
+        n_kv_heads: ``G`` key/value heads.
+        head_dim: ``d_h`` (``H·d_h`` may differ from ``d``: PaLM, GPT-OSS).
         d_ff: the dense FFN's inner width; 0 when every FFN is a mixture of experts.
         vocab_size: ``V``, rows of the embedding matrix (may be padded past the tokenizer's vocabulary).
         context: maximum (trained) positions; None when the architecture fixes none.
@@ -189,19 +193,21 @@ class ArchConfig:
         norm_bias: LayerNorms have a bias (PaLM: none); RMSNorm never has one.
         final_norm: a norm after the last layer of each stack (Pre-LN models).
         embedding_norm: a norm right after the embeddings (BLOOM, BERT).
-        n_token_types: rows of BERT's segment table; n_position_buckets: T5's relative-bias buckets.
+        n_token_types: rows of BERT's segment table.
+        n_position_buckets: T5's relative-bias buckets.
         residual_alpha: the residual-branch scale α of a DeepNorm-style block, ``x ← LN(α·x + f(x))``.
-        norm_eps, rope_theta, rope_factor: norm epsilon, RoPE base θ, RoPE scaling factor (None: not
-            stated by the source).
-        sliding_window: window of the local layers (attn_pattern); attention_sinks: a learned sink logit
-            per head in every softmax (GPT-OSS).
-        n_experts, top_k, expert_d_ff, router_bias: the mixture of experts (0: dense).
+        norm_eps: the norm epsilon (None: not stated by the source; likewise ``rope_theta``, the RoPE
+            base θ, and ``rope_factor``, its scaling factor).
+        sliding_window: window of the local layers (``attn_pattern``).
+        attention_sinks: a learned sink logit per head in every softmax (GPT-OSS).
+        n_experts: experts of a mixture of experts (0: dense; with ``top_k``, ``expert_d_ff`` and
+            ``router_bias``).
         tokenizer_vocab: the tokenizer's vocabulary when the embedding has padding rows (BLOOM).
         embedding_dim: ALBERT's factorized embedding width ``E`` (0: ``d_model``): the tables are
             ``V·E`` and a projection ``E·d (+ d)`` brings them to the model width.
         shared_layers: ALBERT's cross-layer sharing: the ``n_layers`` layers are one set of weights.
         notes: a short margin note (caveats, numbers we could not verify).
-        sources: ``field -> citation`` for every field in :data:`CITED_FIELDS` (see :func:`cite`).
+        sources: ``field -> citation`` for every field in ``CITED_FIELDS`` (see :func:`cite`).
     """
 
     name: str
@@ -335,7 +341,7 @@ CITED_FIELDS: tuple[str, ...] = tuple(
 
 def cite(groups: Mapping[str, str]) -> dict[str, str]:
     """Turn ``{citation: "field field …"}`` into ``{field: citation}``; ``"*"`` names every field not
-    named elsewhere, so ``cite({paper: "pos norm", config: "*"})`` cites all of :data:`CITED_FIELDS`.
+    named elsewhere, so ``cite({paper: "pos norm", config: "*"})`` cites all of ``CITED_FIELDS``.
 
     Raises:
         ValueError: a field that is unknown or cited twice, or a citation that is not a non-empty str.

@@ -15,7 +15,7 @@ configuration (:meth:`Seq2SeqConfig.t5`, :meth:`Seq2SeqConfig.bart`):
                    T5 (Raffel et al., 2020)                    BART (Lewis et al., 2020)
 =================  ==========================================  ==========================================
 positions          bucketed relative bias, per stack, shared   learned absolute table (offset 2)
-                   by its layers (:class:`T5RelativeBias`)
+                   by its layers (``T5RelativeBias``)
 norm               RMSNorm, pre-norm, final norm per stack     LayerNorm, post-norm, + embedding LN
 FFN                ReLU (v1.1: GeGLU with the tanh GELU)       GELU
 biases             none                                        everywhere, + a final logits bias
@@ -56,14 +56,20 @@ class Seq2SeqConfig:
 
     Attributes:
         vocab_size: ``V`` (one embedding shared by encoder, decoder and output layer).
-        d_model, n_heads, d_ff: width, heads (``d_h = d_model / n_heads``) and FFN width.
-        n_encoder_layers, n_decoder_layers: the two stacks' depths.
+        d_model: the width ``d``.
+        n_heads: heads (``d_h = d_model / n_heads``).
+        d_ff: the FFN width.
+        n_encoder_layers: the encoder's depth.
+        n_decoder_layers: the decoder's depth.
         position: ``"relative"`` (T5's bucketed bias) or ``"learned"`` (an absolute table).
-        num_buckets, max_distance: of the relative bias.
-        max_positions, position_offset: rows of the learned table and the offset of position 0 in it
-            (BART reserves 2 rows).
-        norm, norm_position: ``"rmsnorm"``/``"layernorm"``, ``"pre"``/``"post"``.
-        ffn, activation: an FFN kind of :func:`~companion.nn.ffn.make_ffn` and its activation.
+        num_buckets: buckets of the relative bias.
+        max_distance: the relative bias's largest distinguished distance.
+        max_positions: rows of the learned table.
+        position_offset: the row of position 0 in the learned table (BART reserves 2 rows).
+        norm: ``"rmsnorm"`` or ``"layernorm"``.
+        norm_position: ``"pre"`` or ``"post"``.
+        ffn: an FFN kind of :func:`~companion.nn.ffn.make_ffn`.
+        activation: its activation (None: the kind's default).
         bias: biases in every linear layer and LayerNorm.
         embedding_norm: a norm after the embeddings (BART), one per stack.
         final_norm: a norm after each stack (pre-norm models).
@@ -72,7 +78,9 @@ class Seq2SeqConfig:
         final_logits_bias: a (zero-initialized) bias added to the logits (BART).
         eps: of the norms.
         dropout: in training.
-        pad_token_id, eos_token_id, decoder_start_token_id: special ids.
+        pad_token_id: the padding id.
+        eos_token_id: the end-of-sequence id.
+        decoder_start_token_id: the first decoder input.
         fused_attention: PyTorch's fused attention kernel.
     """
 
@@ -217,7 +225,9 @@ class Seq2Seq(nn.Module):
         config: a :class:`Seq2SeqConfig`.
 
     Attributes:
-        embed: the shared token embedding; encoder, decoder: the two :class:`_Stack` s; lm_head: tied.
+        embed: the shared token embedding (also the output layer).
+        encoder: the encoder stack (position scheme, blocks, final norm).
+        decoder: the decoder stack.
     """
 
     def __init__(self, config: Seq2SeqConfig) -> None:
@@ -284,7 +294,7 @@ class Seq2Seq(nn.Module):
             device=p.device,
         )
 
-    def decoder_for(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> _BoundDecoder:
+    def decoder_for(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> nn.Module:
         """A decoder-only view with ``src`` encoded once: ``view(tgt, kv_cache=…) -> (logits, None)``,
         for :func:`companion.generate.generate` (start it from ``decoder_start_token_id``)."""
         return _BoundDecoder(self, self.encode(src, src_mask), src_mask)

@@ -61,7 +61,7 @@ class TransformerBlock(nn.Module):
         bias: biases in the attention projections and the FFN (and the LayerNorms).
         feed_forward: a custom FFN module in place of :func:`~companion.nn.ffn.make_ffn`'s, e.g. a
             :class:`~companion.nn.moe.MoE` layer; if it returns ``(y, aux_loss)`` the block uses ``y``
-            and keeps the auxiliary loss of the last call in :attr:`aux_loss`.
+            and keeps the auxiliary loss of the last call in ``aux_loss``.
         attention: a custom attention module called as ``attention(h, key_mask=…, attn_mask=…,
             is_causal=…)`` (plus ``attn_bias``, ``kv_cache``, ``positions`` when the caller passes them);
             default :class:`~companion.nn.attention.GroupedQueryAttention`.

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["render_chat_template"]
+__all__ = ["ChatTemplateError", "render_chat_template"]
 
 _ROLES_HINT = "a list of {'role': ..., 'content': ...} dicts"
 
@@ -84,8 +84,9 @@ def render_chat_template(
         The text the model reads. Tokenize it with special tokens allowed.
 
     Raises:
-        TypeError, ValueError: on malformed messages; :class:`ChatTemplateError` if the template
-        rejects the conversation.
+        TypeError: if ``messages`` is not a list of dicts with str ``role`` and ``content``.
+        ValueError: if a message lacks one of them.
+        ChatTemplateError: if the template rejects the conversation (``raise_exception``).
     """
     if not isinstance(template, str) or not template:
         raise ValueError(f"template: expected a non-empty Jinja template string, got {template!r}")
