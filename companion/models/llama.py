@@ -380,8 +380,8 @@ class Llama(nn.Module):
 
         Returns:
             ``(logits (B, T, V), loss or None)``; the loss is the mean cross-entropy over the
-            non-ignored targets plus nothing else (a MoE's balancing loss is in each block's
-            ``aux_loss``).
+            non-ignored targets. A MoE's balancing loss is not added: read it from each block's
+            ``aux_loss`` and weight it yourself.
         """
         c = self.config
         offset = check_decoder_inputs(idx, c.vocab_size, c.num_hidden_layers, kv_cache)
