@@ -213,6 +213,8 @@ class BertModel(nn.Module):
             key_mask = attention_mask.bool()
             if bool((~key_mask).all(dim=1).any()):
                 raise ValueError("attention_mask: a sequence has no real token (every key would be masked)")
+            if bool(key_mask.all()):
+                key_mask = None  # nothing to mask: the fused kernel's unmasked path is faster
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
