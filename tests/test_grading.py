@@ -278,6 +278,29 @@ def test_cli_list_and_show():
         assert exercise_id in out.stdout
     show = _cli("show", "attention.sdpa")
     assert show.returncode == 0 and "def sdpa(" in show.stdout
+    assert f"Hint: {get_exercise('attention.sdpa').hint}" in show.stdout
+
+
+def test_exercises_are_listed_in_the_books_order():
+    """Chapters in _toc.yml's order (CHAPTERS is kept equal to it), and within a chapter in the order
+    its notebook poses them; `list` prints them so, under one heading per chapter."""
+    from companion.grading.registry import CHAPTERS
+
+    toc = [line.split("file: ")[1].strip() for line in (ROOT / "_toc.yml").read_text().splitlines()
+           if "file: notebooks/" in line]  # fmt: skip
+    assert CHAPTERS == tuple(Path(t).name for t in toc)
+    in_notebooks: list[str] = []
+    for t in toc:
+        for cell in json.loads((ROOT / f"{t}.ipynb").read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                for i in re.findall(r'grade\("([\w.-]+)"', "".join(cell["source"])):
+                    if i not in in_notebooks:
+                        in_notebooks.append(i)
+    assert [e.id for e in all_exercises()] == in_notebooks
+    listed = re.findall(r"^  (\S+)", _cli("list").stdout, flags=re.M)
+    assert listed == in_notebooks
+    headings = [line for line in _cli("list").stdout.splitlines() if line and not line.startswith(" ")]
+    assert headings == [c for c in CHAPTERS if any(i.startswith(c + ".") for i in in_notebooks)]
 
 
 def test_cli_check_exit_codes(tmp_path: Path):

@@ -27,11 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--timeout", type=float, default=60.0, help="seconds one check may run (default 60)")
     args = parser.parse_args(argv)
 
-    if args.command == "list":
+    if args.command == "list":  # in the book's order, chapter by chapter
         exercises = all_exercises()
         width = max(len(e.id) for e in exercises)
+        chapter = None
         for e in exercises:
-            print(f"{e.id:<{width}}  {e.title}  [{', '.join(e.names)}; {len(e.checks)} checks]")
+            if e.chapter != chapter:
+                chapter = e.chapter
+                print(f"{'' if e is exercises[0] else chr(10)}{chapter}")
+            print(f"  {e.id:<{width}}  {e.title}  [{', '.join(e.names)}; {len(e.checks)} checks]")
         return 0
 
     try:
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "show":
         print(f"{exercise.id} — {exercise.title}\n\n{exercise.signature}")
+        if exercise.hint:
+            print(f"\nHint: {exercise.hint}")
         return 0
 
     if not args.timeout > 0:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Check", "Exercise", "all_exercises", "get_exercise", "register"]
+__all__ = ["CHAPTERS", "Check", "Exercise", "all_exercises", "get_exercise", "register"]
 
 _ID_PATTERN = re.compile(r"^[a-z0-9-]+\.[a-z0-9-]+$")
 
@@ -63,6 +63,11 @@ class Exercise:
                 f"{self.id}: names {self.names} and references must be non-empty and of equal length"
             )
 
+    @property
+    def chapter(self) -> str:
+        """The chapter's slug: the part of the id before the dot (``attention`` for ``attention.sdpa``)."""
+        return self.id.split(".", 1)[0]
+
     def check(self, name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
         """Decorator registering ``fn`` as a check called ``name``."""
 
@@ -77,6 +82,25 @@ class Exercise:
 
 _REGISTRY: dict[str, Exercise] = {}
 _loaded = False
+
+#: The chapters in the book's order (``_toc.yml``; ``tests/test_grading.py`` keeps the two equal).
+CHAPTERS: tuple[str, ...] = (
+    "generalization",
+    "losses",
+    "optimizers",
+    "regularization",
+    "metrics",
+    "tokenization",
+    "attention",
+    "positional-encoding",
+    "efficient-attention",
+    "transformer-block",
+    "gpt",
+    "decoding",
+    "scaling-laws",
+    "distributed-training",
+    "modern-llms",
+)
 
 
 def register(exercise: Exercise) -> Exercise:
@@ -100,9 +124,11 @@ def _load_all() -> None:
 
 
 def all_exercises() -> list[Exercise]:
-    """Every registered exercise, sorted by id."""
+    """Every registered exercise in the book's order: by chapter (:data:`CHAPTERS`), and within a
+    chapter in the order the chapter poses them (the order its module registers them)."""
     _load_all()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    rank = {chapter: i for i, chapter in enumerate(CHAPTERS)}
+    return sorted(_REGISTRY.values(), key=lambda e: rank.get(e.chapter, len(rank)))  # stable sort
 
 
 def get_exercise(exercise_id: str) -> Exercise:
