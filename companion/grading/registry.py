@@ -65,7 +65,8 @@ class Exercise:
 
     @property
     def chapter(self) -> str:
-        """The chapter's slug: the part of the id before the dot (``attention`` for ``attention.sdpa``)."""
+        """The slug of the exercise's chapter, the part of its id before the dot (``attention`` for
+        ``attention.sdpa``)."""
         return self.id.split(".", 1)[0]
 
     def check(self, name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -124,7 +125,7 @@ def _load_all() -> None:
 
 
 def all_exercises() -> list[Exercise]:
-    """Every registered exercise in the book's order: by chapter (:data:`CHAPTERS`), and within a
+    """Every registered exercise in the book's order: by chapter (``CHAPTERS``), and within a
     chapter in the order the chapter poses them (the order its module registers them)."""
     _load_all()
     rank = {chapter: i for i, chapter in enumerate(CHAPTERS)}
