@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -65,27 +64,9 @@ def load_hf(dtype: torch.dtype, device: str):
     return model.to(device).eval()
 
 
-def _eos_banned(model, eos: int):
-    """The companion model with the EOS logit at −∞ (what HF's ``min_new_tokens`` does)."""
-
-    class Banned(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model, self.config = model, model.config
-
-        def new_kv_cache(self, *args, **kwargs):
-            return self.model.new_kv_cache(*args, **kwargs)
-
-        def forward(self, idx, targets=None, **kwargs):
-            logits, loss = self.model(idx, targets, **kwargs)
-            logits[..., eos] = -math.inf
-            return logits, loss
-
-    return Banned()
-
-
 def decode_ours(model, prompt: torch.Tensor, n: int, eos: int) -> torch.Tensor:
-    return generate(_eos_banned(model, eos), prompt, n)
+    """EOS banned for all ``n`` steps, as ``min_new_tokens=n`` does on the HF side."""
+    return generate(model, prompt, n, stop_tokens=[eos], min_new_tokens=n)
 
 
 def decode_hf(model, prompt: torch.Tensor, n: int) -> torch.Tensor:

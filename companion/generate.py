@@ -256,6 +256,7 @@ def _decode_steps(
     pad_token_id: int | None,
     generator: torch.Generator | None,
     use_cache: bool,
+    min_new_tokens: int = 0,
 ) -> Iterator[torch.Tensor]:
     """Yield the next tokens ``(B,)`` step by step (finished rows get ``pad_token_id``)."""
     idx, max_new_tokens = _check_model_inputs(model, idx, max_new_tokens)
@@ -269,6 +270,10 @@ def _decode_steps(
     if min_p is not None:
         check_unit_fraction("min_p", min_p)
     stops = _stop_set(stop_tokens)
+    if isinstance(min_new_tokens, bool) or not isinstance(min_new_tokens, int) or min_new_tokens < 0:
+        raise ValueError(f"min_new_tokens: expected a non-negative int, got {min_new_tokens!r}")
+    if min_new_tokens and not stops:
+        raise ValueError("min_new_tokens: only bans stop_tokens before that many tokens; pass stop_tokens")
     pad = pad_token_id if pad_token_id is not None else (stops[0] if stops else 0)
     b, t0 = idx.shape
     block = getattr(model.config, "block_size", None)
@@ -286,8 +291,10 @@ def _decode_steps(
     stop_ids = torch.tensor(stops, device=idx.device)
     new = idx
     with _eval_mode(model):  # no dropout while decoding; the caller's mode afterwards
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             logits = _next_logits(model, seqs, cache, new)
+            if step < min_new_tokens:  # Hugging Face's MinNewTokensLengthLogitsProcessor, applied first
+                logits[:, stop_ids] = NEG_INF
             logits = process_logits(
                 logits, seqs, temperature=1.0 if t == 0 else t, top_k=top_k, top_p=top_p, min_p=min_p,
                 repetition_penalty=repetition_penalty,
@@ -321,6 +328,7 @@ def generate(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    min_new_tokens: int = 0,
 ) -> torch.Tensor:
     """Autoregressive generation: greedy (``temperature=0``) or sampled, with optional filters.
 
@@ -341,6 +349,8 @@ def generate(
         generator: a seeded ``torch.Generator`` for reproducible sampling.
         use_cache: decode with a KV cache.
         callback: called as ``callback(step, tokens (B,))`` after each step (streaming).
+        min_new_tokens: the stop tokens' logits are −∞ for the first this many steps (Hugging Face's
+            ``min_new_tokens``), so every row produces at least that many tokens.
 
     Returns:
         ``(B, T + n)`` ids, prompt included, ``n <= max_new_tokens``.
@@ -350,7 +360,7 @@ def generate(
     steps = _decode_steps(
         model, idx2, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
         repetition_penalty=repetition_penalty, stop_tokens=stop_tokens, pad_token_id=pad_token_id,
-        generator=generator, use_cache=use_cache,
+        generator=generator, use_cache=use_cache, min_new_tokens=min_new_tokens,
     )  # fmt: skip
     for step, nxt in enumerate(steps):
         nxt = nxt.clone()  # outside inference mode: an ordinary tensor the caller may use with autograd
@@ -379,7 +389,7 @@ def stream(model: Any, idx: torch.Tensor, max_new_tokens: int, **kwargs: Any) ->
         raise TypeError("callback: not accepted by stream(); iterate over the tokens instead")
     defaults = dict(
         temperature=0.0, top_k=None, top_p=None, min_p=None, repetition_penalty=None, stop_tokens=None,
-        pad_token_id=None, generator=None, use_cache=True,
+        pad_token_id=None, generator=None, use_cache=True, min_new_tokens=0,
     )  # fmt: skip
     unknown = set(kwargs) - set(defaults)
     if unknown:

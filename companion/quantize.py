@@ -209,9 +209,9 @@ def quantize_linears_(
 
 
 def weight_bytes(model: nn.Module) -> dict[str, int]:
-    """Bytes the model's weights occupy: ``float`` parameters and buffers of floating dtype,
-    ``quantized`` the codes and scales of the quantized layers, and their ``total``. Shared (tied)
-    tensors are counted once; the RoPE tables are left out."""
+    """Bytes the model's weights occupy: ``float`` its parameters (shared, tied ones once),
+    ``quantized`` the codes and scales of its quantized layers, and their ``total``. Other buffers
+    (RoPE tables, caches) are not weights and are left out."""
     seen: set[int] = set()
     out = {"float": 0, "quantized": 0}
     for t in model.parameters():

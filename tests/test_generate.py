@@ -584,3 +584,26 @@ def test_nan_logits_raise_instead_of_choosing_token_zero(small_gpt):
         greedy(nan_step, bos=0, max_len=3)
     with pytest.raises(ValueError, match=r"step_fn: .* NaN"):
         beam_search(nan_step, 0, 2, 3)
+
+
+def test_min_new_tokens_bans_the_stop_tokens_until_then():
+    """A model that always prefers token 0 stops at once; with min_new_tokens it runs that long first
+    (Hugging Face's ``min_new_tokens``; tests/test_llama.py compares 40 tokens with transformers')."""
+
+    class PrefersZero(torch.nn.Module):
+        config = type("C", (), {"block_size": 64})()
+
+        def forward(self, idx, targets=None, kv_cache=None):
+            logits = torch.zeros(idx.shape[0], idx.shape[1], 5)
+            logits[..., 0] = 10.0
+            logits[..., 3] = 5.0
+            return logits, None
+
+    model, prompt = PrefersZero(), torch.tensor([[1, 2]])
+    assert generate(model, prompt, 6, stop_tokens=[0], use_cache=False).tolist() == [[1, 2, 0]]
+    out = generate(model, prompt, 6, stop_tokens=[0], use_cache=False, min_new_tokens=3)
+    assert out.tolist() == [[1, 2, 3, 3, 3, 0]]
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        generate(model, prompt, 4, min_new_tokens=2)
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        generate(model, prompt, 4, stop_tokens=[0], min_new_tokens=-1)

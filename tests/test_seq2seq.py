@@ -57,9 +57,10 @@ def test_logits_equal_hugging_face(kind, fused):
     with torch.no_grad():
         logits, loss = ours(src, tgt, mask, labels=labels)
         ref = hf(input_ids=src, attention_mask=mask, decoder_input_ids=tgt, labels=labels)
-    # HF's T5 norm computes its variance in float32 even in a float64 model: agreement to ~1e-6
-    torch.testing.assert_close(logits, ref.logits, rtol=0, atol=1e-5)
-    torch.testing.assert_close(loss, ref.loss, rtol=0, atol=1e-5)
+    # HF's T5 norm computes its variance in float32 even in a float64 model: measured 3e-7 (ReLU),
+    # 6e-7 (gated GELU), 5e-8 (BART)
+    torch.testing.assert_close(logits, ref.logits, rtol=0, atol=2e-6)
+    torch.testing.assert_close(loss, ref.loss, rtol=0, atol=2e-6)
 
 
 @pytest.mark.parametrize("kind", ["t5", "bart"])

@@ -388,6 +388,8 @@ class BertForPreTraining(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(config, BertConfig):
+            raise TypeError(f"config: expected a BertConfig, got {type(config).__name__}")
         if not config.add_pooler:
             raise ValueError("config: next-sentence prediction reads the pooler; set add_pooler=True")
         kw = {"device": device, "dtype": dtype}
