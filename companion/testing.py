@@ -8,7 +8,7 @@ import torch
 
 from companion._validate import check_positive_int, check_tensor
 
-__all__ = ["assert_causal"]
+__all__ = ["assert_causal", "is_linear"]
 
 
 def assert_causal(
@@ -61,3 +61,39 @@ def assert_causal(
                     f"future tokens leak: changing tokens after position {t} moved the outputs at positions "
                     f"≤ {t} by {float(change):.3g} (> atol={atol:g})"
                 )
+
+
+def is_linear(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    a: float = 2.0,
+    *,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+) -> bool:
+    """Whether ``f`` behaves linearly at ``x`` and ``y``: homogeneous, ``f(a·x) = a·f(x)``, **and**
+    additive, ``f(x + y) = f(x) + f(y)``, each within ``torch.allclose(rtol, atol)``.
+
+    Both are needed: ReLU is homogeneous for ``a > 0`` but not additive, and an affine map
+    ``Wx + b`` (a ``nn.Linear`` with a bias) is neither. Float rounding makes exact equality fail even
+    for a matrix product, hence the tolerances.
+
+    Args:
+        f: maps a tensor to a tensor (e.g. a Transformer block in eval mode).
+        x, y: two inputs of the same shape.
+        a: the scale of the homogeneity test (not 0 or 1, which test nothing).
+        rtol, atol: the tolerance of each comparison.
+    """
+    check_tensor("x", x)
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        raise ValueError(
+            f"y: expected a tensor of x's shape {tuple(x.shape)}, got {getattr(y, 'shape', y)!r}"
+        )
+    if a in (0, 1):
+        raise ValueError(f"a: expected a scale other than 0 and 1 (they test nothing), got {a!r}")
+    with torch.no_grad():
+        fx, fy = f(x), f(y)
+        homogeneous = torch.allclose(f(a * x), a * fx, rtol=rtol, atol=atol)
+        additive = torch.allclose(f(x + y), fx + fy, rtol=rtol, atol=atol)
+    return bool(homogeneous and additive)

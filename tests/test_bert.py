@@ -177,8 +177,9 @@ def test_mlm_mask_is_80_10_10_and_never_touches_special_tokens():
 
 def test_nsp_pairs_are_half_next_half_random():
     docs = [[f"d{d}s{s}" for s in range(5)] for d in range(4)]
-    pairs = nsp_pairs(docs, 40, generator=torch.Generator().manual_seed(0))
-    assert sum(label for *_, label in pairs) == 20
+    pairs = nsp_pairs(docs, 400, generator=torch.Generator().manual_seed(0))
+    # a fair coin per pair: 200 ± 4 standard errors (4·√(400/4) = 40)
+    assert abs(sum(label for *_, label in pairs) - 200) < 40
     for a, b, label in pairs:
         da, sa = map(int, a[1:].split("s"))
         db, sb = map(int, b[1:].split("s"))
@@ -187,3 +188,42 @@ def test_nsp_pairs_are_half_next_half_random():
             assert da != db
     with pytest.raises(ValueError, match="documents"):
         nsp_pairs([["only one"]], 2)
+
+
+def test_bert_embeddings_module_and_segment_ids(minilm, hf_minilm):
+    from companion.models.bert import BertEmbeddings, encode_pair, segment_ids
+
+    model, tokenizer = minilm
+    hf_model, hf_tokenizer = hf_minilm
+    ids, segments = encode_pair(tokenizer, "The cat sat.", "It slept on the warm mat.")
+    ref = hf_tokenizer("The cat sat.", "It slept on the warm mat.")
+    assert ids == ref["input_ids"] and segments == ref["token_type_ids"]
+    assert segment_ids(3).tolist() == [0] * 5
+    assert segment_ids(2, 3).tolist() == [0] * 4 + [1] * 4
+    with pytest.raises(ValueError, match="len_b"):
+        segment_ids(2, -1)
+    x = torch.tensor([ids])
+    s = torch.tensor([segments])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.embeddings(x, s), hf_model.embeddings(input_ids=x, token_type_ids=s), rtol=0, atol=1e-6
+        )
+    emb = BertEmbeddings(50, 16, 8)
+    with pytest.raises(ValueError, match="token_type_ids: expected segment ids in \\[0, 2\\)"):
+        emb(torch.zeros(1, 4, dtype=torch.long), torch.full((1, 4), 2))
+    with pytest.raises(ValueError, match="token_type_ids: expected the shape"):
+        emb(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long))
+
+
+def test_a_fresh_bert_is_initialized_like_transformers():
+    # N(0, 0.02) weights, zero biases, unit LayerNorms, a zero padding row: logits of order 1, not √d
+    model = BertForPreTraining(BertConfig(vocab_size=200, hidden_size=64, num_hidden_layers=2,
+                                          num_attention_heads=4, intermediate_size=128))  # fmt: skip
+    w = model.bert.embeddings.word_embeddings.weight
+    assert abs(w[1:].std().item() - 0.02) < 0.002 and bool((w[0] == 0).all())
+    assert all(not b.detach().any() for n, b in model.named_parameters() if n.endswith(".bias"))
+    with torch.no_grad():
+        logits = model(torch.randint(1, 200, (2, 10)))[0]
+    assert logits.std() < 1.0
+    with pytest.raises(ValueError, match="initializer_range"):
+        BertConfig(initializer_range=0.0)

@@ -268,3 +268,18 @@ def test_glm_blank_infilling_reproduces_the_papers_figure():
     assert not mask[:5, 5:].any()  # Part A never sees Part B
     with pytest.raises(ValueError, match=r"spans\[0\]"):
         glm_blank_infilling(3, [(3, 1)])
+
+
+def test_glm_mask_and_positions_split_the_blank_infilling_builder():
+    from companion.nn.masks import glm_blank_infilling, glm_mask, glm_positions, prefix_lm
+
+    mask, pos1, pos2 = glm_blank_infilling(5, [(4, 2), (2, 1)])
+    assert torch.equal(mask, glm_mask(5, 5)) and torch.equal(glm_mask(5, 5), prefix_lm(10, 5))
+    p1, p2 = glm_positions(5, [(4, 2), (2, 1)])
+    assert torch.equal(p1, pos1) and torch.equal(p2, pos2)
+    assert bool(glm_mask(3, 0).all())  # no Part B: an encoder's mask
+    assert [t.tolist() for t in glm_positions(2, [])] == [[0, 1], [0, 0]]
+    with pytest.raises(ValueError, match="len_b"):
+        glm_mask(3, -1)
+    with pytest.raises(ValueError, match="len_a"):
+        glm_mask(0, 2)

@@ -90,3 +90,20 @@ def test_assert_causal_validates_arguments():
         assert_causal(model, torch.zeros(1, 3, dtype=torch.long), 1)
     with pytest.raises(ValueError, match="ids"):
         assert_causal(model, torch.full((1, 3), 9), 7)
+
+
+def test_is_linear_needs_both_homogeneity_and_additivity():
+    from companion.testing import is_linear
+
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 4, 8).unbind(0)
+    assert is_linear(nn.Linear(8, 8, bias=False), x, y)
+    assert not is_linear(nn.Linear(8, 8), x, y)  # affine, not linear
+    assert not is_linear(torch.relu, x, y)  # homogeneous for a > 0, not additive
+    assert not is_linear(torch.relu, x.abs(), y.abs(), a=-2.0)  # additive there, not homogeneous
+    assert is_linear(lambda z: 3 * z, x, y, a=-2.0)
+    for bad, match in (({"a": 1.0}, "a:"), ({"a": 0}, "a:")):
+        with pytest.raises(ValueError, match=match):
+            is_linear(torch.relu, x, y, **bad)
+    with pytest.raises(ValueError, match="y:"):
+        is_linear(torch.relu, x, y[:2])

@@ -41,13 +41,16 @@ from companion.nn.positional import LearnedPositionalEmbedding
 
 __all__ = [
     "BertConfig",
+    "BertEmbeddings",
     "BertForPreTraining",
     "BertModel",
     "batch_encode",
+    "encode_pair",
     "load_bert",
     "mean_pool",
     "mlm_mask",
     "nsp_pairs",
+    "segment_ids",
     "sentence_embeddings",
 ]
 
@@ -71,6 +74,7 @@ class BertConfig:
         pad_token_id: id of ``[PAD]``.
         add_pooler: include the ``[CLS]`` pooler ``tanh(W h + b)`` (NSP's input).
         fused_attention: PyTorch's fused ``scaled_dot_product_attention`` (else the explicit kernel).
+        initializer_range: the standard deviation of the initial weights (BERT: 0.02).
     """
 
     vocab_size: int = 30522
@@ -87,6 +91,7 @@ class BertConfig:
     pad_token_id: int = 0
     add_pooler: bool = True
     fused_attention: bool = True
+    initializer_range: float = 0.02
 
     def __post_init__(self) -> None:
         for name in (
@@ -103,6 +108,8 @@ class BertConfig:
             raise ValueError(f"hidden_act: expected 'gelu' or 'gelu_tanh', got {self.hidden_act!r}")
         if not self.layer_norm_eps > 0:
             raise ValueError(f"layer_norm_eps: expected a number > 0, got {self.layer_norm_eps!r}")
+        if not self.initializer_range > 0:
+            raise ValueError(f"initializer_range: expected a number > 0, got {self.initializer_range!r}")
 
     @classmethod
     def from_hf_dict(cls, d: dict[str, Any], **overrides: Any) -> BertConfig:
@@ -126,6 +133,89 @@ class BertConfig:
         return cls(**fields)
 
 
+@torch.no_grad()
+def _init_bert_(module: nn.Module, std: float) -> None:
+    """BERT's initialization (Devlin et al.'s code, as in ``transformers``): every linear and embedding
+    weight ``~ N(0, std²)``, biases 0, LayerNorm ``γ = 1, β = 0``, the padding row 0. Without it a
+    model trained from scratch starts with logits of size ``√d`` (PyTorch's ``N(0, 1)`` embeddings)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding, LearnedPositionalEmbedding)):
+            m.weight.normal_(0.0, std)
+            if getattr(m, "bias", None) is not None:
+                m.bias.zero_()
+            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+                m.weight[m.padding_idx].zero_()
+        elif isinstance(m, nn.LayerNorm):
+            m.weight.fill_(1.0)
+            if m.bias is not None:
+                m.bias.zero_()
+
+
+class BertEmbeddings(nn.Module):
+    """BERT's input layer: ``E = LN(E_tok[x] + E_seg[s] + E_pos[p])``, each row a token's vector.
+
+    Args:
+        vocab_size: rows of the token table.
+        max_len: rows of the learned position table (the longest input).
+        d_model: the width ``d``.
+        n_segments: rows of the segment (token-type) table: 2 for sentence A and B.
+        eps: the LayerNorm's epsilon (BERT: 1e-12).
+        pad_token_id: the token whose row gets no gradient (``[PAD]``).
+        device, dtype: of the parameters.
+
+    Attributes:
+        word_embeddings: the ``nn.Embedding`` token table.
+        position_embeddings: a :class:`~companion.nn.positional.LearnedPositionalEmbedding`.
+        token_type_embeddings: the ``nn.Embedding`` segment table.
+        norm: the LayerNorm after the sum.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        d_model: int,
+        n_segments: int = 2,
+        eps: float = 1e-12,
+        *,
+        pad_token_id: int | None = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        check_positive_int("n_segments", n_segments)
+        self.word_embeddings = nn.Embedding(vocab_size, d_model, padding_idx=pad_token_id, **kw)
+        self.position_embeddings = LearnedPositionalEmbedding(max_len, d_model, **kw)
+        self.token_type_embeddings = nn.Embedding(n_segments, d_model, **kw)
+        self.norm = make_norm("layernorm", d_model, eps, fused=True, **kw)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, T)`` ids and segment ids (default all 0, sentence A) → ``(B, T, d)``.
+
+        Raises:
+            ValueError: segment ids outside ``[0, n_segments)``, or shapes that differ.
+        """
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        elif not torch.compiler.is_compiling():
+            if token_type_ids.shape != input_ids.shape:
+                raise ValueError(
+                    f"token_type_ids: expected the shape of input_ids {tuple(input_ids.shape)}, "
+                    f"got {tuple(token_type_ids.shape)}"
+                )
+            n = self.token_type_embeddings.num_embeddings
+            if token_type_ids.numel() and not (
+                0 <= int(token_type_ids.min()) and int(token_type_ids.max()) < n
+            ):
+                raise ValueError(
+                    f"token_type_ids: expected segment ids in [0, {n}), got min {int(token_type_ids.min())}, "
+                    f"max {int(token_type_ids.max())}"
+                )
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        return self.norm(self.position_embeddings(x))
+
+
 class BertModel(nn.Module):
     """A BERT encoder.
 
@@ -134,10 +224,7 @@ class BertModel(nn.Module):
         device, dtype: of the parameters (``device="meta"`` allocates nothing; the loader assigns them).
 
     Attributes:
-        word_embeddings: the ``nn.Embedding`` token table.
-        token_type_embeddings: the ``nn.Embedding`` segment table.
-        position_embeddings: a :class:`~companion.nn.positional.LearnedPositionalEmbedding`.
-        embedding_norm: the LayerNorm after the three embeddings are summed.
+        embeddings: the :class:`BertEmbeddings` (token + segment + position, then LayerNorm).
         layers: ``L`` Post-LN :class:`~companion.nn.block.TransformerBlock` s.
         pooler: ``nn.Linear(d, d)`` (None without ``add_pooler``).
     """
@@ -154,10 +241,10 @@ class BertModel(nn.Module):
             raise TypeError(f"config: expected a BertConfig, got {type(config).__name__}")
         self.config = c = config
         kw = {"device": device, "dtype": dtype}
-        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id, **kw)
-        self.position_embeddings = LearnedPositionalEmbedding(c.max_position_embeddings, c.hidden_size, **kw)
-        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size, **kw)
-        self.embedding_norm = make_norm("layernorm", c.hidden_size, c.layer_norm_eps, fused=True, **kw)
+        self.embeddings = BertEmbeddings(
+            c.vocab_size, c.max_position_embeddings, c.hidden_size, c.type_vocab_size, c.layer_norm_eps,
+            pad_token_id=c.pad_token_id, **kw,
+        )  # fmt: skip
         self.drop = nn.Dropout(c.hidden_dropout_prob)
         kernel = "sdpa" if c.fused_attention else "explicit"
         self.layers = nn.ModuleList(
@@ -180,6 +267,8 @@ class BertModel(nn.Module):
             for _ in range(c.num_hidden_layers)
         )
         self.pooler = nn.Linear(c.hidden_size, c.hidden_size, **kw) if c.add_pooler else None
+        if str(device) != "meta":
+            _init_bert_(self, c.initializer_range)
 
     def forward(
         self,
@@ -215,10 +304,7 @@ class BertModel(nn.Module):
                 raise ValueError("attention_mask: a sequence has no real token (every key would be masked)")
             if bool(key_mask.all()):
                 key_mask = None  # nothing to mask: the fused kernel's unmasked path is faster
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
-        x = self.embedding_norm(self.position_embeddings(x))
+        x = self.embeddings(input_ids, token_type_ids)
         if self.training and self.drop.p > 0:
             x = self.drop(x)
         for block in self.layers:
@@ -243,11 +329,11 @@ def _companion_name(hf_name: str) -> str | None:
     """``encoder.layer.3.attention.self.query.weight`` → ``layers.3.attn.q_proj.weight`` (None: skip)."""
     name = hf_name.removeprefix("bert.")
     fixed = {
-        "embeddings.word_embeddings.weight": "word_embeddings.weight",
-        "embeddings.position_embeddings.weight": "position_embeddings.weight",
-        "embeddings.token_type_embeddings.weight": "token_type_embeddings.weight",
-        "embeddings.LayerNorm.weight": "embedding_norm.weight",
-        "embeddings.LayerNorm.bias": "embedding_norm.bias",
+        "embeddings.word_embeddings.weight": "embeddings.word_embeddings.weight",
+        "embeddings.position_embeddings.weight": "embeddings.position_embeddings.weight",
+        "embeddings.token_type_embeddings.weight": "embeddings.token_type_embeddings.weight",
+        "embeddings.LayerNorm.weight": "embeddings.norm.weight",
+        "embeddings.LayerNorm.bias": "embeddings.norm.bias",
         "pooler.dense.weight": "pooler.weight",
         "pooler.dense.bias": "pooler.bias",
     }
@@ -344,6 +430,28 @@ def batch_encode(
     return ids, mask
 
 
+def segment_ids(len_a: int, len_b: int = 0) -> torch.Tensor:
+    """The segment (token-type) ids of ``[CLS] A [SEP] B [SEP]``: 0 for ``[CLS]``, A and the first
+    ``[SEP]``; 1 for B and its ``[SEP]``. ``len_b = 0`` is a single sentence ``[CLS] A [SEP]``.
+
+    Returns:
+        int64 ``(len_a + 2,)`` or ``(len_a + len_b + 3,)``.
+    """
+    for name, n in (("len_a", len_a), ("len_b", len_b)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"{name}: expected an int >= 0, got {n!r}")
+    ones = len_b + 1 if len_b else 0
+    return torch.tensor([0] * (len_a + 2) + [1] * ones)
+
+
+def encode_pair(tokenizer: Any, text_a: str, text_b: str) -> tuple[list[int], list[int]]:
+    """``[CLS] A [SEP] B [SEP]`` as BERT reads a sentence pair: ``(ids, segment ids)``, lists of ints."""
+    cls_, sep = tokenizer.vocab["[CLS]"], tokenizer.vocab["[SEP]"]
+    a = tokenizer.encode(text_a, add_special_tokens=False)
+    b = tokenizer.encode(text_b, add_special_tokens=False)
+    return [cls_, *a, sep, *b, sep], segment_ids(len(a), len(b)).tolist()
+
+
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The mean of the token states over the real tokens: ``(B, T, d), (B, T) -> (B, d)``."""
     m = attention_mask.to(hidden.dtype)[..., None]
@@ -357,7 +465,7 @@ def sentence_embeddings(
     """Sentence vectors as sentence-transformers computes them for all-MiniLM-L6-v2: mean-pooled token
     states, L2-normalized. Returns ``(len(texts), d)`` float32 on the model's device."""
     check_positive_int("batch_size", batch_size)
-    device = model.word_embeddings.weight.device
+    device = model.embeddings.word_embeddings.weight.device
     out = []
     for i in range(0, len(texts), batch_size):
         ids, mask = batch_encode(tokenizer, texts[i : i + batch_size], max_length=max_length, device=device)
@@ -400,6 +508,9 @@ class BertForPreTraining(nn.Module):
         self.mlm_bias = nn.Parameter(torch.zeros(config.vocab_size, **kw))
         self.nsp = nn.Linear(d, 2, **kw)
         self._gelu = "tanh" if config.hidden_act == "gelu_tanh" else "none"
+        if str(device) != "meta":
+            heads = nn.ModuleList([self.transform, self.transform_norm, self.nsp])
+            _init_bert_(heads, config.initializer_range)
 
     @classmethod
     def from_hf(cls, hf_model: Any, **overrides: Any) -> BertForPreTraining:
@@ -440,7 +551,7 @@ class BertForPreTraining(nn.Module):
         """
         hidden, pooled = self.bert(input_ids, attention_mask, token_type_ids)
         h = self.transform_norm(F.gelu(self.transform(hidden), approximate=self._gelu))
-        mlm_logits = F.linear(h, self.bert.word_embeddings.weight, self.mlm_bias)
+        mlm_logits = F.linear(h, self.bert.embeddings.word_embeddings.weight, self.mlm_bias)
         nsp_logits = self.nsp(pooled)
         loss = None
         if mlm_labels is not None:
@@ -492,7 +603,9 @@ def mlm_mask(
     chosen = maskable & (u < probability)
     # One more uniform per position splits the chosen ones 80 / 10 / 10.
     v = torch.rand(input_ids.shape, generator=generator, device=device)
-    random_ids = torch.randint(0, vocab_size, input_ids.shape, generator=generator, device=device)
+    random_ids = torch.randint(
+        0, vocab_size, input_ids.shape, generator=generator, device=device, dtype=input_ids.dtype
+    )
     inputs = torch.where(chosen & (v < 0.8), torch.full_like(input_ids, mask_id), input_ids)
     inputs = torch.where(chosen & (v >= 0.8) & (v < 0.9), random_ids, inputs)
     labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
@@ -503,8 +616,8 @@ def nsp_pairs(
     documents: Sequence[Sequence[str]], n_pairs: int, *, generator: torch.Generator | None = None
 ) -> list[tuple[str, str, int]]:
     """Next-sentence-prediction examples: ``(A, B, label)`` with label 0 when ``B`` is the sentence
-    that follows ``A`` in its document (half the pairs) and 1 when ``B`` is a random sentence from
-    another document.
+    that follows ``A`` in its document and 1 when ``B`` is a random sentence from another document,
+    each with probability ½ (a coin flip per pair, as in BERT's data code).
 
     Args:
         documents: each a list of consecutive sentences; at least two documents, each with at least
@@ -522,10 +635,10 @@ def nsp_pairs(
         return int(torch.randint(0, n, (1,), generator=g))
 
     pairs = []
-    for i in range(n_pairs):
+    for _ in range(n_pairs):
         d = pick(len(docs))
         s = pick(len(docs[d]) - 1)
-        if i % 2 == 0:
+        if pick(2) == 0:
             pairs.append((docs[d][s], docs[d][s + 1], 0))
         else:
             other = (d + 1 + pick(len(docs) - 1)) % len(docs)  # any document but d

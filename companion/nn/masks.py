@@ -24,6 +24,8 @@ __all__ = [
     "causal",
     "combine",
     "glm_blank_infilling",
+    "glm_mask",
+    "glm_positions",
     "padding",
     "prefix_lm",
     "sliding_window",
@@ -74,6 +76,37 @@ def glm_blank_infilling(
     Returns:
         ``(mask (T, T) bool, position_1 (T,), position_2 (T,))`` with ``T = len_a + Σ (n + 1)``.
     """
+    pos1, pos2 = glm_positions(len_a, spans, device=device)
+    return glm_mask(len_a, len(pos1) - len_a, device=device), pos1, pos2
+
+
+def glm_mask(len_a: int, len_b: int, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """GLM's attention mask over ``[Part A | Part B]``: Part A (``len_a`` tokens) sees all of Part A and
+    none of Part B; a Part B token sees Part A and the Part B tokens up to itself. It is
+    :func:`prefix_lm` with prefix ``len_a``; ``len_b = 0`` is :func:`bidirectional`.
+
+    Returns:
+        Bool ``(len_a + len_b, len_a + len_b)``, True = may attend.
+    """
+    check_positive_int("len_a", len_a)
+    if isinstance(len_b, bool) or not isinstance(len_b, int) or len_b < 0:
+        raise ValueError(f"len_b: expected an int >= 0, got {len_b!r}")
+    return prefix_lm(len_a + len_b, len_a, device=device)
+
+
+def glm_positions(
+    len_a: int, spans: Sequence[tuple[int, int]], *, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GLM's 2-D positions: position 1 is the index in Part A (a span's ``[START]`` and tokens take
+    their ``[MASK]``'s index); position 2 is 0 in Part A and ``1 … n + 1`` within a span of ``n`` tokens.
+
+    Args:
+        len_a: the length of Part A.
+        spans: ``(mask_position, n)`` per span, in Part B's order.
+
+    Returns:
+        ``(position_1, position_2)``, int64 ``(len_a + Σ (n + 1),)`` each.
+    """
     check_positive_int("len_a", len_a)
     pos1, pos2 = list(range(len_a)), [0] * len_a
     for k, (where, n) in enumerate(spans):
@@ -83,12 +116,7 @@ def glm_blank_infilling(
             )
         pos1 += [where] * (n + 1)
         pos2 += list(range(1, n + 2))
-    t = len(pos1)
-    return (
-        prefix_lm(t, len_a, device=device),
-        torch.tensor(pos1, device=device),
-        torch.tensor(pos2, device=device),
-    )
+    return torch.tensor(pos1, device=device), torch.tensor(pos2, device=device)
 
 
 def causal(
