@@ -98,6 +98,7 @@ CHAPTERS: tuple[str, ...] = (
     "transformer-block",
     "gpt",
     "decoding",
+    "architectures",
     "scaling-laws",
     "distributed-training",
     "modern-llms",
