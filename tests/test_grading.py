@@ -3,6 +3,7 @@ mutant (a plausible wrong answer) fails at least one, and an unfilled stub repor
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import re
@@ -111,8 +112,11 @@ def test_a_mutant_that_only_crashes_does_not_count():
 
     caught_by, problems = _proof(toy, [(wrong,), (crashes,), (right,), (stub,)])
     assert caught_by == {"1: wrong": ["double(3) == 6"], "2: crashes": [], "3: right": [], "4: stub": []}
+    line = crashes.__code__.co_firstlineno + 1  # the error names the learner's line that raised
+    where = f'test_grading.py, line {line}: raise TypeError("unsupported operand")'
     assert problems == [
-        "2: crashes: no check rejected it, it only crashed (double(3) == 6: TypeError: unsupported operand)",
+        f"2: crashes: no check rejected it, it only crashed (double(3) == 6: TypeError: unsupported operand "
+        f"({where}))",
         "3: right: passed every check",
         "4: stub: reported as not attempted",
     ]
@@ -438,3 +442,101 @@ def test_cli_stops_after_two_checks_in_a_row_hang(tmp_path: Path):
     assert returncode == 1 and text.count("did not finish within 2 s") == 2, text
     assert text.count("not run: two checks in a row") == n - 2
     assert time.monotonic() - start < 60
+
+
+def test_progress_records_the_learners_attempts_and_not_the_books_solutions(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from companion.grading import progress
+    from companion.grading.cli import main
+
+    monkeypatch.setenv("LLMF_PROGRESS", str(tmp_path / "progress.json"))
+    assert "0 of" in str(progress()) and not (tmp_path / "progress.json").exists()
+
+    def bidirectional_mask(t):
+        return torch.ones(t, t, dtype=torch.bool)
+
+    def causal_mask(t):
+        return torch.ones(t, t, dtype=torch.bool).tril()
+
+    def prefix_lm_mask(t, prefix_len):
+        i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
+        return (j < prefix_len) | (j <= i)
+
+    def wrong_prefix_lm_mask(t, prefix_len):
+        return causal_mask(t)
+
+    wrong_prefix_lm_mask.__name__ = "prefix_lm_mask"
+    assert not grade("architectures.masks", bidirectional_mask, causal_mask, wrong_prefix_lm_mask).ok
+    assert not progress().done("architectures.masks")
+    assert grade("architectures.masks", bidirectional_mask, causal_mask, prefix_lm_mask).ok
+    assert progress().done("architectures.masks")
+    # The book's collapsed solution cell (names ending in _solution) is not the learner's attempt
+    prefix_lm_mask_solution = wrong_prefix_lm_mask
+    for f, name in (
+        (bidirectional_mask, "bidirectional_mask_solution"),
+        (causal_mask, "causal_mask_solution"),
+    ):
+        f.__name__ = name
+    prefix_lm_mask_solution.__name__ = "prefix_lm_mask_solution"
+    grade("architectures.masks", bidirectional_mask, causal_mask, prefix_lm_mask_solution)
+    assert progress().done("architectures.masks")
+
+    assert main(["progress"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 73 exercises pass" in out and "✓ architectures.masks" in out
+    assert out.index("\nlosses:") < out.index("\nattention:") < out.index("\narchitectures:")  # book order
+    (tmp_path / "progress.json").write_text("{not json")  # a damaged record starts afresh, never crashes
+    assert "0 of 73" in str(progress())
+
+
+def test_a_solution_that_raises_is_reported_with_its_file_and_line(tmp_path):
+    from companion.grading.worker import grade_file
+
+    solution = tmp_path / "my_solution.py"
+    solution.write_text("import torch\n\n\ndef sdpa(q, k, v, mask=None):\n    return q + undefined\n")
+    result = grade_file("attention.sdpa", solution)
+    assert result.status == 1
+    assert "NameError: name 'undefined' is not defined (my_solution.py, line 5: return q + undefined)" in str(
+        result
+    )
+
+
+def _as_strings(value):
+    """Every number in ``value`` (float, 0-d tensor or array, inside dicts, tuples and lists) as a str."""
+    import numpy as np
+    import torch
+
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return str(value.detach().reshape(()).item())
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return str(value.reshape(()).item())
+    if isinstance(value, float | np.floating):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _as_strings(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return type(value)(_as_strings(v) for v in value)
+    return value
+
+
+@pytest.mark.parametrize(
+    "exercise_id",
+    ["generalization.bias-variance", "metrics.regression", "metrics.classification", "metrics.mrr",
+     "metrics.ndcg", "metrics.roc-auc", "attention.scaling-stats", "positional-encoding.extrapolation",
+     "gpt.lm-loss", "distributed-training.grad-accum"],
+)  # fmt: skip
+def test_a_number_handed_back_as_a_string_is_not_accepted(exercise_id):
+    # float("0.5") == 0.5, so a check that converts with float() would pass a solution that returns text
+    ex = get_exercise(exercise_id)
+
+    def stringify(ref):
+        @functools.wraps(ref)
+        def candidate(*args, **kwargs):
+            return _as_strings(ref(*args, **kwargs))
+
+        candidate.__module__ = "learner"
+        return candidate
+
+    report = run_checks(ex, *(stringify(r) for r in ex.references), allow_reference=True)
+    assert not report.ok and report.passed < report.total, str(report)

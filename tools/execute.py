@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -92,6 +94,8 @@ def run(path: Path, *, execute: bool = True, timeout: int = 600) -> None:
     if execute:
         from nbclient import NotebookClient
 
+        # the chapter's grade() calls (stubs and solutions) must not land in the author's progress record
+        os.environ.setdefault("LLMF_PROGRESS", os.path.join(tempfile.mkdtemp(), "progress.json"))
         client = NotebookClient(
             nb, timeout=timeout, kernel_name="python3", record_timing=False,
             resources={"metadata": {"path": str(path.parent.resolve())}},

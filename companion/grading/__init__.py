@@ -9,6 +9,7 @@ On the command line::
 
     python -m companion.grading list
     python -m companion.grading check attention.sdpa my_solutions.py   # exit code 0 / 1
+    python -m companion.grading progress                               # what passes, per chapter
 
 A solution file is graded in child processes (:mod:`companion.grading.worker`): exiting, hanging or
 patching the grader there cannot make ``check`` report success. Every candidate function receives
@@ -16,6 +17,7 @@ copies of its inputs (modifying one is a failed check of its own), and handing i
 own code is named as such instead of graded (:mod:`companion.grading.report`).
 """
 
+from companion.grading.progress import progress
 from companion.grading.registry import Check, Exercise, all_exercises, get_exercise, register
 from companion.grading.report import CheckResult, GradeReport, grade, run_checks
 
@@ -27,6 +29,7 @@ __all__ = [
     "all_exercises",
     "get_exercise",
     "grade",
+    "progress",
     "register",
     "run_checks",
 ]

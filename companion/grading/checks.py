@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 __all__ = ["expect", "expect_close", "expect_no_error", "expect_raises", "expect_tensor"]
@@ -16,6 +17,22 @@ def expect(condition: bool, message: str) -> None:
     """Fail the check with ``message`` unless ``condition`` holds."""
     if not condition:
         raise AssertionError(message)
+
+
+def as_number(value: Any, what: str) -> float:
+    """A candidate's number as a Python float — an int or float, a NumPy number or a one-element tensor
+    or array. Anything else fails the check, naming what came back: a string such as ``"0.5"`` is not
+    0.5 (``float("0.5")`` would quietly accept it), and neither is a bool, ``None`` or a list."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy() if value.dtype != torch.bfloat16 else value.float().numpy()
+    if isinstance(value, np.ndarray):
+        shape = tuple(value.shape)
+        expect(value.size == 1, f"{what}: expected one number, got an array of shape {shape}")
+        expect(value.dtype.kind in "iuf", f"{what}: expected a number, got an array of dtype {value.dtype}")
+        return float(value.reshape(()))
+    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+    expect(ok, f"{what}: expected a number, got {type(value).__name__} {value!r}")
+    return float(value)
 
 
 def expect_tensor(

@@ -1,4 +1,4 @@
-"""Command line: ``python -m companion.grading list | show ID | check ID FILE``."""
+"""Command line: ``python -m companion.grading list | show ID | check ID FILE | progress``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from companion.grading.progress import progress, record
 from companion.grading.registry import all_exercises, get_exercise
 from companion.grading.worker import grade_file
 
@@ -19,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list every exercise id and title")
+    sub.add_parser("progress", help="which exercises your graded attempts pass, chapter by chapter")
     show = sub.add_parser("show", help="print an exercise's specification")
     show.add_argument("exercise_id")
     check = sub.add_parser("check", help="grade the solution in FILE")
@@ -38,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {e.id:<{width}}  {e.title}  [{', '.join(e.names)}; {len(e.checks)} checks]")
         return 0
 
+    if args.command == "progress":
+        print(progress())
+        return 0
+
     try:
         exercise = get_exercise(args.exercise_id)
     except KeyError as exc:
@@ -55,4 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     # the grader there cannot make this process report success.
     result = grade_file(exercise, args.file, timeout=args.timeout)
     print(result, file=sys.stdout if result.report is not None else sys.stderr)
+    if result.report is not None:
+        r = result.report
+        record(exercise.id, r.passed, r.total, r.attempted)
     return result.status

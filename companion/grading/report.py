@@ -16,15 +16,20 @@ from __future__ import annotations
 
 import functools
 import inspect
+import linecache
 import random
+import sysconfig
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from companion.grading.progress import is_book_solution, record
 from companion.grading.registry import Exercise, get_exercise
 
 __all__ = ["CheckResult", "GradeReport", "grade", "iter_checks", "reference_note", "run_checks"]
@@ -128,8 +133,36 @@ def _run_one(fn: Callable[..., None], candidates: tuple[Any, ...]) -> tuple[Stat
         except KeyboardInterrupt:
             raise _Interrupted from None
         except Exception as exc:  # a crash in the candidate is a failed check, reported with its type
-            return "error", f"{type(exc).__name__}: {exc}"
+            where = _where_it_raised(exc)
+            return "error", f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
     return "passed", ""
+
+
+_GRADER_DIR = Path(__file__).resolve().parent
+_LIBRARY_DIRS = tuple(
+    Path(p).resolve() for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["stdlib"]}
+)
+
+
+def _where_it_raised(exc: BaseException) -> str:
+    """The learner's line that raised (or called what raised): ``solution.py, line 12: return a / b``,
+    or ``your notebook cell, line 3: …``; empty when every frame is the grader's or a library's."""
+    frame = None
+    for tb_frame, line in traceback.walk_tb(exc.__traceback__):
+        path = Path(tb_frame.f_code.co_filename)
+        if path.name.startswith("<") and "ipython-input" not in path.name:
+            continue  # <string>, <frozen …>: nothing a learner wrote
+        resolved = path.resolve()
+        if resolved.is_relative_to(_GRADER_DIR) or any(resolved.is_relative_to(d) for d in _LIBRARY_DIRS):
+            continue
+        frame = (path, line)
+    if frame is None:
+        return ""
+    path, line = frame
+    source = linecache.getline(str(path), line).strip()
+    # A notebook cell is a temporary file (ipykernel_*/…py): name the cell, not a path that changes per run
+    place = "your notebook cell" if "ipykernel" in str(path) or "ipython-input" in path.name else path.name
+    return f"{place}, line {line}" + (f": {source}" if source else "")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -325,5 +358,10 @@ def grade(exercise_id: str, *candidates: Any) -> GradeReport:
     Args:
         exercise_id: e.g. ``"attention.sdpa"`` (``python -m companion.grading list`` shows all).
         candidates: the function(s) or class(es) the exercise asks for, in the order of its ``names``.
+
+    The outcome is added to your progress record (:mod:`companion.grading.progress`).
     """
-    return run_checks(get_exercise(exercise_id), *candidates)
+    report = run_checks(get_exercise(exercise_id), *candidates)
+    if not is_book_solution(candidates):  # the collapsed solution cells are not your attempt
+        record(report.exercise.id, report.passed, report.total, report.attempted)
+    return report

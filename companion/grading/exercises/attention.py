@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from companion.grading.checks import expect, expect_close, expect_raises, expect_tensor
+from companion.grading.checks import as_number, expect, expect_close, expect_raises, expect_tensor
 from companion.grading.registry import Exercise, register
 from companion.nn.attention import CrossAttention, MultiHeadAttention
 from companion.nn.masks import causal, combine, padding
@@ -222,7 +222,7 @@ def _stats(score_stats_fn, d_k, n, scaled, seed=0):
     g = torch.Generator().manual_seed(seed)
     result = score_stats_fn(d_k, n, scaled, g)
     expect(isinstance(result, tuple) and len(result) == 3, "must return a tuple (var, entropy, grad_norm)")
-    values = tuple(float(x) for x in result)
+    values = tuple(as_number(x, "score_stats") for x in result)
     expect(all(math.isfinite(x) for x in values), f"values must be finite, got {values}")
     return values
 

@@ -12,7 +12,7 @@ import itertools
 import torch
 
 from companion.generate import beam_search, greedy
-from companion.grading.checks import expect, expect_close
+from companion.grading.checks import as_number, expect, expect_close
 from companion.grading.registry import Exercise, register
 from companion.sampling import apply_temperature, sample, top_k_filter, top_p_filter
 
@@ -286,7 +286,8 @@ def _beam_brute(beam_search):
         best, best_s = _brute(step, 3, 3)
         seqs, scores, _ = beam_search(step, 0, 27, 3)
         expect(list(seqs[0]) == best, f"seed {seed}: expected {best}, got {seqs[0]}")
-        expect(abs(float(scores[0]) - best_s) < 1e-9, f"best score {float(scores[0]):.6f} vs {best_s:.6f}")
+        top = as_number(scores[0], "the best beam's score")
+        expect(abs(top - best_s) < 1e-9, f"best score {top:.6f} vs {best_s:.6f}")
         distinct = {tuple(s) for s in seqs}
         expect(len(distinct) == 27, f"expected 27 distinct hypotheses, got {len(distinct)}")
 

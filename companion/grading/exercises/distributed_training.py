@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from companion.grading.checks import expect, expect_close, expect_raises, expect_tensor
+from companion.grading.checks import as_number, expect, expect_close, expect_raises, expect_tensor
 from companion.grading.registry import Exercise, register
 from companion.train.accumulate import accumulate_grads
 from companion.train.memory import memory_budget
@@ -142,8 +142,8 @@ def _full_grads(model, batches):
 def _acc_equal(fn):
     model, batches = _net(), _batches([4, 4, 4])
     loss, want = _full_grads(model, batches)
-    got_loss = fn(model, batches, F.cross_entropy, "mean")
-    expect(abs(float(got_loss) - loss) < 1e-12, f"returned loss {got_loss} != full-batch loss {loss}")
+    got_loss = as_number(fn(model, batches, F.cross_entropy, "mean"), "the returned loss")
+    expect(abs(got_loss - loss) < 1e-12, f"returned loss {got_loss} != full-batch loss {loss}")
     for i, (p, g) in enumerate(zip(model.parameters(), want, strict=True)):
         expect_close(p.grad, g, f"gradient of parameter {i}", atol=1e-12)
 
@@ -152,10 +152,8 @@ def _acc_equal(fn):
 def _acc_tokens(fn):
     model, batches = _net(), _batches([3, 6, 2], ignored=4)
     loss, want = _full_grads(model, batches)
-    got_loss = fn(model, batches, F.cross_entropy, "tokens")
-    expect(
-        abs(float(got_loss) - loss) < 1e-12, f"'tokens': returned loss {got_loss} != token-mean loss {loss}"
-    )
+    got_loss = as_number(fn(model, batches, F.cross_entropy, "tokens"), "the returned loss")
+    expect(abs(got_loss - loss) < 1e-12, f"'tokens': returned loss {got_loss} != token-mean loss {loss}")
     for i, (p, g) in enumerate(zip(model.parameters(), want, strict=True)):
         expect_close(p.grad, g, f"'tokens': gradient of parameter {i}", atol=1e-12)
     means = [F.cross_entropy(model(x), y, ignore_index=-100) for x, y in batches]

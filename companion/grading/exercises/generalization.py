@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from companion.generalization import bias_variance, polynomial_fit, polynomial_predict
-from companion.grading.checks import expect, expect_raises
+from companion.grading.checks import as_number, expect, expect_raises
 from companion.grading.registry import Exercise, register
 from companion.regularization import early_stopping
 
@@ -63,7 +63,7 @@ def _run(candidate, fit_fn, sigma, n_train, n_rep, seed) -> dict[str, float]:
     expect(isinstance(result, dict), f"expected a dict, got {type(result).__name__}")
     missing = {"bias2", "variance", "noise", "expected_mse"} - set(result)
     expect(not missing, f"the dict is missing the key(s) {sorted(missing)}")
-    values = {k: float(result[k]) for k in ("bias2", "variance", "noise", "expected_mse")}
+    values = {k: as_number(result[k], k) for k in ("bias2", "variance", "noise", "expected_mse")}
     expect(all(math.isfinite(v) for v in values.values()), f"values must be finite, got {values}")
     return values
 

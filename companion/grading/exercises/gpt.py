@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from companion.grading.checks import expect, expect_close, expect_raises, expect_tensor
+from companion.grading.checks import as_number, expect, expect_close, expect_raises, expect_tensor
 from companion.grading.registry import Exercise, register
 from companion.losses import lm_loss, perplexity
 from companion.models.gpt import GPT, GPTConfig, incremental_logits, param_count
@@ -203,20 +203,14 @@ def _lm_ce(loss_fn, ppl, shift):
 def _lm_uniform(loss_fn, ppl, shift):
     for v in (2, 65, 50257):
         logits, targets = torch.zeros(1, 4, v, dtype=torch.float64), torch.zeros(1, 4, dtype=torch.long)
-        loss = loss_fn(logits, targets)
-        expect(
-            abs(float(loss) - math.log(v)) < 1e-9,
-            f"V = {v}: expected log V = {math.log(v):.6f}, got {float(loss):.6f}",
-        )
-        p = ppl(logits, targets)
-        expect(
-            abs(float(p) - v) < 1e-6 * v,
-            f"V = {v}: perplexity should be exp(log V) = {v}, got {float(p):.6g}",
-        )
+        loss = as_number(loss_fn(logits, targets), "lm_loss")
+        expect(abs(loss - math.log(v)) < 1e-9, f"V = {v}: expected log V = {math.log(v):.6f}, got {loss:.6f}")
+        p = as_number(ppl(logits, targets), "perplexity")
+        expect(abs(p - v) < 1e-6 * v, f"V = {v}: perplexity should be exp(log V) = {v}, got {p:.6g}")
     logits, targets = _logits(5), torch.randint(0, 7, (3, 6), generator=torch.Generator().manual_seed(6))
     targets[1, 2:] = -100
     want = math.exp(float(F.cross_entropy(logits.reshape(-1, 7), targets.reshape(-1), ignore_index=-100)))
-    got = float(ppl(logits, targets, ignore_index=-100))
+    got = as_number(ppl(logits, targets, ignore_index=-100), "perplexity")
     expect(abs(got - want) < 1e-9 * want, f"random logits: expected exp(loss) = {want:.8g}, got {got:.8g}")
 
 

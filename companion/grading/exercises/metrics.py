@@ -26,7 +26,9 @@ def _array(value: Any, what: str) -> np.ndarray:
     if type(value).__module__.startswith("torch"):
         value = value.detach().cpu().double().numpy()
     try:
-        return np.asarray(value, dtype=np.float64)
+        arr = np.asarray(value)
+        expect(arr.dtype.kind in "biuf", f"{what}: expected numbers, got {type(value).__name__} {value!r}")
+        return arr.astype(np.float64)
     except (TypeError, ValueError):
         raise AssertionError(f"{what}: expected numbers, got {type(value).__name__}") from None
 

@@ -15,7 +15,14 @@ import math
 import torch
 from torch import nn
 
-from companion.grading.checks import expect, expect_close, expect_no_error, expect_raises, expect_tensor
+from companion.grading.checks import (
+    as_number,
+    expect,
+    expect_close,
+    expect_no_error,
+    expect_raises,
+    expect_tensor,
+)
 from companion.grading.registry import Exercise, register
 from companion.losses import length_extrapolation
 from companion.nn.positional import (
@@ -494,7 +501,7 @@ def _ppl(fn, model, ids, lens):
     out = fn(model, ids, lens)
     expect(isinstance(out, dict), f"expected a dict {{L: perplexity}}, got {type(out).__name__}")
     expect(list(out) == list(lens), f"expected keys {list(lens)} in that order, got {list(out)}")
-    return out
+    return {L: None if p is None else as_number(p, f"the perplexity at L={L}") for L, p in out.items()}
 
 
 @EXTRAPOLATION.check("matches the specification on a fixed model (rtol 1e-6)")
