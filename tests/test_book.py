@@ -260,3 +260,21 @@ def test_solutions_never_replace_the_learners_attempt(nb_path):
         for exercise_id in graded:
             shadowing += [f"cell {i}: {name}" for name in get_exercise(exercise_id).names if name in defined]
     assert not shadowing, f"solution cells that redefine the learner's names: {shadowing}"
+
+
+def test_misconceptions_carry_no_chapter_numbers():
+    # Chapters are numbered by _toc.yml and renumber when one is inserted: a reader-facing id such as
+    # "M10.3" would then name the wrong chapter. Misconceptions are numbered within their chapter.
+    plan_id = re.compile(r"\bM\d+\.\d+\b")
+    found = []
+    for nb_path in NOTEBOOKS:
+        for i, cell in enumerate(_cells(nb_path)):
+            texts = [_source(cell)] if cell["cell_type"] == "markdown" else []
+            for out in cell.get("outputs", []):
+                texts.append(
+                    "".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
+                )
+            found += [f"{nb_path.name} cell {i}: {m}" for t in texts for m in plan_id.findall(t)]
+    for page in sorted((ROOT / "book").glob("*.md")):
+        found += [f"{page.name}: {m}" for m in plan_id.findall(page.read_text(encoding="utf-8"))]
+    assert not found, found

@@ -190,7 +190,7 @@ REGISTRY: Mapping[str, ArchConfig] = _Registry([
         n_layers=70, d_model=12_288, n_heads=96, n_kv_heads=96, head_dim=128, d_ff=32_768, vocab_size=150_528,
         context=2048, tied_embeddings=True, bias=Bias.ALL, norm_eps=1e-5, rope_theta=10_000,
         residual_alpha=math.sqrt(2 * 70),
-        notes="DeepNorm, x ← LN(α·x + f(x)) with α = √(2N) = √140; GeGLU has 3 matrices (M17.2). Tied output "
+        notes="DeepNorm, x ← LN(α·x + f(x)) with α = √(2N) = √140; GeGLU has 3 matrices. Tied output "
               "and a final LN follow SwissArmyTransformer's base model (not stated in the paper). 128.7B.",
         sources=cite({_GLM: _ARCH + " residual_alpha context", _GLM_CODE: "*"})),
     ArchConfig(
@@ -198,16 +198,16 @@ REGISTRY: Mapping[str, ArchConfig] = _Registry([
         n_layers=28, d_model=4096, n_heads=32, n_kv_heads=32, head_dim=128, d_ff=16_384, vocab_size=130_528,
         context=2048, tied_embeddings=True, bias=Bias.ALL, norm_eps=1e-5, rope_theta=10_000,
         residual_alpha=math.sqrt(2 * 28),
-        notes="M17.1: LayerNorm, not DeepNorm or RMSNorm: each block adds α·LN(x) to f(LN(x)), α = √(2N) = "
-              "√56. M17.2: the MLP class named GLU is ungated, GELU(xW₁ + b₁)W₂ + b₂ (2 matrices). Tied: "
+        notes="LayerNorm, not DeepNorm or RMSNorm: each block adds α·LN(x) to f(LN(x)), α = √(2N) = "
+              "√56. The MLP class named GLU is ungated, GELU(xW₁ + b₁)W₂ + b₂ (2 matrices). Tied: "
               "6.17B, the README's 6.2B (untied would be 6.71B; the checkpoint stores both matrices).",
         sources=cite({"THUDM/ChatGLM-6B README, 2023": "year tied_embeddings", _CHATGLM: "*"})),
     ArchConfig(
         "chatglm2-6b", 2023, L.DECODER, R.ROPE, RMS, P.PRE, A.SWIGLU, GQA,
         n_layers=28, d_model=4096, n_heads=32, n_kv_heads=2, head_dim=128, d_ff=13_696, vocab_size=65_024,
         context=32_768, tied_embeddings=False, bias=Bias.QKV, norm_eps=1e-5, rope_theta=10_000,
-        notes="M17.3: the README describes GLM's hybrid objective on 1.4T tokens; 'pretrained with [gMASK] "
-              "only' is unverified. RMSNorm pre-norm (M17.1); multi_query_group_num = 2; RoPE on half of "
+        notes="The README describes GLM's hybrid objective on 1.4T tokens; 'pretrained with [gMASK] "
+              "only' is unverified. RMSNorm pre-norm; multi_query_group_num = 2; RoPE on half of "
               "each head; 32K context (chat tuning at 8K).",
         sources=cite({"THUDM/ChatGLM2-6B README, 2023": "year context", _CHATGLM2: "*"})),
     ArchConfig(
