@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what tests/test_book_render.py needs: Debian's Chromium and a local copy of MathJax 3 (npm),
-# so the built book can be rendered offline (the site itself loads MathJax from a CDN).
+# Installs what tests/test_book_render.py needs: Debian's Chromium (with CJK fonts). The site ships its
+# own MathJax (sphinx-mathjax-offline, in requirements.txt), so the check renders it with no network.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 if ! command -v chromium >/dev/null 2>&1; then
@@ -12,7 +12,4 @@ if ! command -v chromium >/dev/null 2>&1; then
     exit 1
   fi
 fi
-if [ ! -f "$root/.cache/mathjax/node_modules/mathjax/es5/tex-mml-chtml.js" ]; then
-  npm install --silent --no-audit --no-fund --prefix "$root/.cache/mathjax" mathjax@3 >/dev/null
-fi
-echo "browser check ready: $(chromium --version 2>/dev/null), MathJax $(node -p "require('$root/.cache/mathjax/node_modules/mathjax/package.json').version")"
+echo "browser check ready: $(chromium --version 2>/dev/null)"

@@ -278,3 +278,12 @@ def test_misconceptions_carry_no_chapter_numbers():
     for page in sorted((ROOT / "book").glob("*.md")):
         found += [f"{page.name}: {m}" for m in plan_id.findall(page.read_text(encoding="utf-8"))]
     assert not found, found
+
+
+def test_the_landing_page_lists_exactly_the_chapters_that_exist():
+    # The landing page must not promise chapters the book lacks: its list is the table of contents.
+    text = (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+    section = text.split("## What is in the book", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"\{doc\}`/([\w/-]+)`", section)
+    chapters = [f for f in _toc_files() if f.startswith("notebooks/")]
+    assert listed == chapters, f"intro.md lists {listed}; _toc.yml has {chapters}"

@@ -1,11 +1,12 @@
 """The built site renders in a real browser without internet (issue: math typeset, plots present).
 
-Serves ``_build/html`` on localhost, points the pages' MathJax at a local copy (the site loads it from a
-CDN, which an offline machine cannot reach), renders the Attention chapter in headless Chromium and
-checks that the math was typeset without errors and that the plot images loaded. A screenshot is left at
-``_build/screenshots/attention.png`` for a human look.
+Serves ``_build/html`` on localhost and renders the Attention chapter in headless Chromium with every
+host but localhost unresolvable, so nothing can come from the internet: the site ships its own MathJax
+(``sphinx-mathjax-offline``, no CDN — readers offline or behind a firewall that blocks the CDN see
+typeset math). Checks that the math was typeset without errors and that the plot images loaded. A
+screenshot is left at ``_build/screenshots/attention.png`` for a human look.
 
-Needs the book built (README command 1) and ``.ci/install-browser-check.sh`` (Chromium + MathJax).
+Needs the book built (README command 1) and Chromium (``.ci/install-browser-check.sh``).
 Without them the test is skipped, unless ``LLMF_REQUIRE_BROWSER=1`` (set by ``.ci/run``) makes that a failure.
 """
 
@@ -25,9 +26,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 PAGE = Path("notebooks/transformer/attention.html")
-MATHJAX = ROOT / ".cache" / "mathjax" / "node_modules" / "mathjax"
-CDN_MATHJAX = re.compile(r"https?://[^\"']*mathjax[^\"']*?/es5/")
+CDN_MATHJAX = re.compile(r"https?://[^\"']*mathjax", re.I)
+LOCAL_MATHJAX = re.compile(r'<script[^>]+src="[./]*_static/mathjax/tex-chtml\.js[?"]')
 FLAGS = [
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",  # no internet: localhost only
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -72,8 +74,6 @@ def _missing() -> str | None:
         return f"{HTML / PAGE} not built: run `jupyter-book build . --all -W -n --keep-going` first"
     if shutil.which("chromium") is None:
         return "chromium not installed: run `bash .ci/install-browser-check.sh`"
-    if not (MATHJAX / "es5" / "tex-mml-chtml.js").is_file():
-        return "local MathJax missing: run `bash .ci/install-browser-check.sh`"
     return None
 
 
@@ -86,11 +86,12 @@ def served_site(tmp_path_factory):
         pytest.skip(reason)
     site = tmp_path_factory.mktemp("site") / "html"
     shutil.copytree(HTML, site)
-    (site / "_mathjax").symlink_to(MATHJAX, target_is_directory=True)
     page = site / PAGE
     html = page.read_text(encoding="utf-8")
-    assert CDN_MATHJAX.search(html), "the attention page does not load MathJax 3 at all"
-    html = CDN_MATHJAX.sub("/_mathjax/es5/", html).replace("</body>", PROBE + "</body>")
+    assert not CDN_MATHJAX.search(html), "the page loads MathJax from a CDN: offline readers see raw LaTeX"
+    assert LOCAL_MATHJAX.search(html), "the page does not load the site's own MathJax (_static/mathjax)"
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is not shipped with the site"
+    html = html.replace("</body>", PROBE + "</body>")
     page.write_text(html, encoding="utf-8")
     handler = functools.partial(_QuietHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
