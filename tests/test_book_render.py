@@ -52,6 +52,9 @@ window.addEventListener('load', function () {
     document.body.dataset.imagesLoaded = loaded.length;
     document.body.dataset.mathTypeset = document.querySelectorAll('mjx-container').length;
     document.body.dataset.mathErrors = document.querySelectorAll('mjx-merror').length;
+    var pres = Array.from(document.querySelectorAll('main pre'));
+    document.body.dataset.preTotal = pres.length;
+    document.body.dataset.preOverflowing = pres.filter(function (p) { return p.scrollWidth > p.clientWidth + 1; }).length;
     document.body.dataset.probeDone = '1';
   };
   var wait = function () {
@@ -121,6 +124,8 @@ def test_attention_page_renders_math_and_plots(served_site, tmp_path):
     assert int(attrs["math-typeset"]) >= 20, f"too little typeset math: {attrs}"
     assert int(attrs["math-errors"]) == 0, f"MathJax reported errors: {attrs}"
     assert int(attrs["images-total"]) >= 3, f"expected the chapter's plots: {attrs}"
+    # long code and output lines wrap (_static/wrap-long-lines.css): none runs off the right edge
+    assert int(attrs["pre-total"]) >= 20 and int(attrs["pre-overflowing"]) == 0, attrs
     assert attrs["images-loaded"] == attrs["images-total"], f"some plot images did not load: {attrs}"
     assert "colab.research.google.com" in result.stdout, "no Colab launch button on the page"
 
