@@ -287,3 +287,20 @@ def test_the_landing_page_lists_exactly_the_chapters_that_exist():
     listed = re.findall(r"\{doc\}`/([\w/-]+)`", section)
     chapters = [f for f in _toc_files() if f.startswith("notebooks/")]
     assert listed == chapters, f"intro.md lists {listed}; _toc.yml has {chapters}"
+
+
+def test_readers_never_see_the_plan():
+    # "the curriculum" is this project's plan, not the reader's book; chapters not yet written are
+    # "a later chapter", never a named chapter the site does not have.
+    unwritten = re.compile(
+        r"\b(the )?(Fine-tuning|Alignment|Classic[- ]models|Neural-network[- ]fundamentals|Prompting)"
+        r" chapter\b",
+        re.I,
+    )
+    found = []
+    pages = [(p.name, p.read_text(encoding="utf-8")) for p in sorted((ROOT / "book").glob("*.md"))]
+    pages += [(nb.name, "\n".join(_source(c) for c in _cells(nb))) for nb in NOTEBOOKS]
+    for name, text in pages:
+        found += [f"{name}: {m.group(0)!r}" for m in re.finditer(r"curriculum", text, re.I)]
+        found += [f"{name}: {m.group(0)!r}" for m in unwritten.finditer(text)]
+    assert not found, found

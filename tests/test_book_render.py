@@ -54,7 +54,8 @@ window.addEventListener('load', function () {
     document.body.dataset.mathErrors = document.querySelectorAll('mjx-merror').length;
     var pres = Array.from(document.querySelectorAll('main pre'));
     document.body.dataset.preTotal = pres.length;
-    document.body.dataset.preOverflowing = pres.filter(function (p) { return p.scrollWidth > p.clientWidth + 1; }).length;
+    var wide = function (p) { return p.scrollWidth > p.clientWidth + 1; };
+    document.body.dataset.preOverflowing = pres.filter(wide).length;
     document.body.dataset.probeDone = '1';
   };
   var wait = function () {
