@@ -304,3 +304,15 @@ def test_readers_never_see_the_plan():
         found += [f"{name}: {m.group(0)!r}" for m in re.finditer(r"curriculum", text, re.I)]
         found += [f"{name}: {m.group(0)!r}" for m in unwritten.finditer(text)]
     assert not found, found
+
+
+def test_every_glossary_term_is_a_link_target():
+    rows = [
+        line for line in (ROOT / "book" / "glossary.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("| ") and not line.startswith("| English")
+    ]  # fmt: skip
+    ids = [re.match(r'\| <span id="(term-[a-z0-9-]+)"></span>\S', row) for row in rows]
+    missing = [row[:60] for row, m in zip(rows, ids, strict=True) if m is None]
+    assert not missing, f"glossary rows without a term-… anchor: {missing}"
+    names = [m.group(1) for m in ids]
+    assert len(names) == len(set(names)) >= 200, "glossary anchors must be unique"
