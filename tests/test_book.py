@@ -316,3 +316,17 @@ def test_every_glossary_term_is_a_link_target():
     assert not missing, f"glossary rows without a term-… anchor: {missing}"
     names = [m.group(1) for m in ids]
     assert len(names) == len(set(names)) >= 200, "glossary anchors must be unique"
+
+
+def test_cross_chapter_references_are_links():
+    # "the Attention chapter" in plain text cannot be followed and goes stale silently; as a {doc} link
+    # the nitpicky build (-n) fails when its target disappears.
+    plain = re.compile(r"(?<![`<])\b[Tt]he\s+[A-Z][\w-]*(\s+[\w-]+)?\s+chapter\b")
+    found = [
+        f"{nb.name}: {m.group(0)!r}"
+        for nb in NOTEBOOKS
+        for c in _cells(nb)
+        if c["cell_type"] == "markdown"
+        for m in plain.finditer(_source(c))
+    ]
+    assert not found, f"plain-text chapter references (make them {{doc}} links): {found}"
